@@ -1,0 +1,29 @@
+"""A model package: one folder that training writes and every later step reads.
+
+It holds a Hugging Face checkpoint (``config.json`` with the ``ko_sts`` score settings, the
+tokenizer, ``model.safetensors`` unless the package is ONNX-only), ``onnx/`` exports,
+``metadata.json`` (metrics, hyperparameters, data hashes, versions) and ``report/``. The same
+folder is what the BentoML model store keeps and what ``models/default/`` ships.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METADATA_FILE = "metadata.json"
+REPORT_DIR = "report"
+
+
+def read_metadata(package_dir: str | Path) -> dict:
+    """Reads a package's ``metadata.json``."""
+    path = Path(package_dir) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {package_dir} is not a ko-sts model package")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_metadata(package_dir: str | Path, metadata: dict) -> None:
+    """Writes ``metadata.json`` into a package."""
+    text = json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
+    (Path(package_dir) / METADATA_FILE).write_text(text, encoding="utf-8")

@@ -1,0 +1,85 @@
+"""Saving model packages into the BentoML model store.
+
+    python -m models.store PACKAGE_DIR [--name ko-sts]
+
+The version is derived from the package's content, so saving the same package twice is a
+no-op: ``make serve`` uses this to import ``models/default`` only when it is absent. The
+package folder is copied as it is; its ``metadata.json`` becomes the store entry's metadata
+(``bentoml models get ko-sts:<version>`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import bentoml
+from bentoml.exceptions import NotFound
+
+from models.logs import configure_logging
+from models.package import read_metadata
+
+logger = logging.getLogger("models.store")
+
+MODEL_NAME = "ko-sts"
+DEFAULT_PACKAGE = Path(__file__).parent / "default"
+
+
+def package_version(package_dir: Path) -> str:
+    """A short content hash of every file in the package (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(package_dir).as_posix().encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _without_none(value):
+    """BentoML metadata takes no None; metadata.json in the package keeps the full record."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
+
+
+def save_package(package_dir: str | Path, name: str = MODEL_NAME) -> bentoml.Model:
+    """Copies a model package into the store under ``name``; returns the (new or existing) entry."""
+    package_dir = Path(package_dir)
+    metadata = read_metadata(package_dir)
+    tag = bentoml.Tag(name, package_version(package_dir))
+    try:
+        existing = bentoml.models.get(tag)
+        logger.info("%s is already in the model store (%s)", tag, existing.path)
+        return existing
+    except NotFound:
+        pass
+    labels = {
+        "base_model": Path(metadata["base_model"]).name,
+        "backends": "onnx,torch" if any(package_dir.glob("*.safetensors")) else "onnx",
+    }
+    metadata = {**metadata, "versions": {**metadata.get("versions", {}), "bentoml": bentoml.__version__}}
+    with bentoml.models.create(tag, labels=labels, metadata=_without_none(metadata)) as model:
+        shutil.copytree(package_dir, model.path, dirs_exist_ok=True)
+    logger.info("saved %s to the model store (%s)", model.tag, model.path)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    configure_logging()
+    parser = argparse.ArgumentParser(description="Save a ko-sts model package into the BentoML model store.")
+    parser.add_argument("package_dir", type=Path, nargs="?", default=DEFAULT_PACKAGE,
+                        help="package folder (default: the shipped models/default)")
+    parser.add_argument("--name", default=MODEL_NAME, help=f"model name in the store (default {MODEL_NAME})")
+    args = parser.parse_args(argv)
+    print(save_package(args.package_dir, args.name).tag)
+
+
+if __name__ == "__main__":
+    main()

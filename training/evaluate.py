@@ -1,0 +1,77 @@
+"""Scoring a model package's evaluation sets through the serving code path.
+
+    python -m training.evaluate outputs/me5-small-ko/model --backend onnx
+
+The sets are rebuilt from the files recorded in the package's ``metadata.json`` (checked by
+hash): the validation split of the training file (same fraction and seed), dev, and the extra
+evaluation files. Scores come from :mod:`models.backends`, i.e. exactly what the service returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.backends import Scorer, load_scorer
+from models.logs import configure_logging
+from models.package import read_metadata
+from training.data import file_sha256, merge_duplicate_pairs, read_pairs, split_train_validation
+from training.metrics import sts_metrics
+
+logger = logging.getLogger("training.evaluate")
+
+
+def _unchanged(info: dict) -> bool:
+    path = Path(info["path"])
+    if path.is_file() and file_sha256(path) == info["sha256"]:
+        return True
+    logger.warning("%s is missing or differs from the file the model was trained with; skipped", path)
+    return False
+
+
+def evaluation_sets(metadata: dict) -> dict[str, pd.DataFrame]:
+    """Rebuilds ``validation``, ``dev`` and extra evaluation sets from a package's metadata."""
+    hyper, files = metadata["hyperparameters"], metadata["data"]
+    sets: dict[str, pd.DataFrame] = {}
+    for info in filter(_unchanged, files.get("train", [])):
+        pairs = merge_duplicate_pairs(read_pairs(info["path"], hyper.get("label_column")), info["path"])
+        sets["validation"] = split_train_validation(pairs, hyper["validation_fraction"], hyper["split_seed"])[1]
+    for info in filter(_unchanged, files.get("dev", [])):
+        sets["dev"] = read_pairs(info["path"], hyper.get("label_column"))
+    for info in filter(_unchanged, files.get("extra_eval", [])):
+        sets[Path(info["path"]).stem] = read_pairs(info["path"])
+    if not sets:
+        raise FileNotFoundError("none of the evaluation files recorded in metadata.json is present")
+    return sets
+
+
+def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
+    """Served scores for every pair of a DataFrame, in order."""
+    return scorer.score(list(zip(frame["sentence1"], frame["sentence2"])))
+
+
+def evaluate_scorer(scorer: Scorer, sets: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+    """Pearson, Spearman and F1 of a scorer on each set."""
+    return {name: sts_metrics(score_frame(scorer, frame), frame["label"].to_numpy()) for name, frame in sets.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: prints the metrics as JSON."""
+    configure_logging()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("package_dir", type=Path)
+    parser.add_argument("--backend", default="onnx", help="onnx or torch")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    scorer = load_scorer(args.package_dir, args.backend, device=args.device)
+    metrics = evaluate_scorer(scorer, evaluation_sets(read_metadata(args.package_dir)))
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
