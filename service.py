@@ -1,6 +1,6 @@
 """BentoML service: Korean sentence-pair similarity with adaptive batching.
 
-    bentoml serve            # from the repository root; settings from KO_STS_* variables
+bentoml serve            # from the repository root; settings from KO_STS_* variables
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     model_tag: str = Field("ko-sts:latest", description="model in the BentoML store; 'latest' is the newest")
     backend: Backend = Field("onnx", description="'onnx' (ONNX Runtime) or 'torch' (PyTorch)")
     device: Device = Field("auto", description="'auto' takes a CUDA GPU when the backend sees one")
+    onnx_file: str | None = Field(
+        None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
+    )
     max_batch_size: int = Field(64, ge=1, description="most pairs the adaptive batcher puts in one batch")
     max_latency_ms: int = Field(10_000, ge=1, description="latency budget of a batch before requests are refused")
     inference_batch_size: int = Field(32, ge=1, description="pairs per forward pass inside a batch")
@@ -75,9 +78,10 @@ class KoSTS:
     model = bentoml.models.BentoModel(settings.model_tag)
 
     def __init__(self) -> None:
-        self.scorer = load_scorer(
-            self.model.path, settings.backend, device=settings.device, batch_size=settings.inference_batch_size
-        )
+        options = {"device": settings.device, "batch_size": settings.inference_batch_size}
+        if settings.backend == "onnx":
+            options["onnx_file"] = settings.onnx_file
+        self.scorer = load_scorer(self.model.path, settings.backend, **options)
         self.metadata = read_metadata(self.model.path)
         logger.info("serving %s with %s on %s", self.model.tag, settings.backend, self.scorer.device)
 

@@ -136,9 +136,7 @@ AutoConfig.register(MeanPoolingCrossEncoderConfig.model_type, MeanPoolingCrossEn
 AutoModelForSequenceClassification.register(MeanPoolingCrossEncoderConfig, MeanPoolingCrossEncoder)
 
 
-def build_cross_encoder(
-    model_name_or_path: str, pooling: Pooling, settings: ScoreSettings
-) -> PreTrainedModel:
+def build_cross_encoder(model_name_or_path: str, pooling: Pooling, settings: ScoreSettings) -> PreTrainedModel:
     """Loads a pretrained encoder (or a finished cross-encoder) with a one-output regression head.
 
     The returned model carries ``settings`` in its config, so ``save_pretrained`` keeps them.

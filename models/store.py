@@ -74,8 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     configure_logging()
     parser = argparse.ArgumentParser(description="Save a ko-sts model package into the BentoML model store.")
-    parser.add_argument("package_dir", type=Path, nargs="?", default=DEFAULT_PACKAGE,
-                        help="package folder (default: the shipped models/default)")
+    parser.add_argument(
+        "package_dir",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_PACKAGE,
+        help="package folder (default: the shipped models/default)",
+    )
     parser.add_argument("--name", default=MODEL_NAME, help=f"model name in the store (default {MODEL_NAME})")
     args = parser.parse_args(argv)
     print(save_package(args.package_dir, args.name).tag)

@@ -73,7 +73,9 @@ class DataArguments:
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Share of train_file held out for model selection (9:1 by default)."}
     )
-    split_seed: int = field(default=42, metadata={"help": "Seed of the train/validation split (kept fixed while tuning)."})
+    split_seed: int = field(
+        default=42, metadata={"help": "Seed of the train/validation split (kept fixed while tuning)."}
+    )
     max_length: int = field(default=128, metadata={"help": "Token budget per pair; longer pairs are truncated."})
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training pairs after the split (quick runs, tests)."}

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from models.package import read_metadata
 
-COLUMNS = (("validation", "pearson"), ("validation", "f1"), ("dev", "pearson"), ("dev", "f1"), ("korsts_dev", "pearson"))
+COLUMNS = (
+    ("validation", "pearson"),
+    ("validation", "f1"),
+    ("dev", "pearson"),
+    ("dev", "f1"),
+    ("korsts_dev", "pearson"),
+)
 
 
 def comparison_table(packages: list[Path]) -> str:

@@ -93,7 +93,9 @@ def _read_delimited(path: Path, separator: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep=separator, quoting=quoting, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataValidationError(f"{path}: cannot be parsed as {'TSV' if separator == chr(9) else 'CSV'}: {error}") from None
+        raise DataValidationError(
+            f"{path}: cannot be parsed as {'TSV' if separator == chr(9) else 'CSV'}: {error}"
+        ) from None
     frame["location"] = [f"line {i}" for i in range(2, len(frame) + 2)]
     return frame
 
@@ -146,17 +148,22 @@ def _validate(pairs: pd.DataFrame, path: Path, label_column: str) -> pd.DataFram
     raw = pairs["label"]
     numeric = pd.to_numeric(raw.map(lambda v: v if not isinstance(v, bool) else None), errors="coerce")
     for location, value in zip(pairs.loc[numeric.isna(), "location"], raw[numeric.isna()]):
-        problems.append(f"{location}: {label_column} {value!r} is not a number")
+        missing = (
+            value is None
+            or (isinstance(value, float) and np.isnan(value))
+            or (isinstance(value, str) and not value.strip())
+        )
+        problems.append(f"{location}: {label_column} " + ("is missing" if missing else f"{value!r} is not a number"))
     out_of_range = numeric.notna() & ((numeric < 0) | (numeric > MAX_SCORE))
     for location, value in zip(pairs.loc[out_of_range, "location"], numeric[out_of_range]):
         problems.append(f"{location}: {label_column} {value:g} is outside 0-{MAX_SCORE:g}")
 
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED_PROBLEMS])
-        more = f"\n  ... and {len(problems) - MAX_REPORTED_PROBLEMS} more" if len(problems) > MAX_REPORTED_PROBLEMS else ""
-        raise DataValidationError(
-            f"{path}: {len(problems)} problem(s); fix or remove these rows:\n  {shown}{more}"
+        more = (
+            f"\n  ... and {len(problems) - MAX_REPORTED_PROBLEMS} more" if len(problems) > MAX_REPORTED_PROBLEMS else ""
         )
+        raise DataValidationError(f"{path}: {len(problems)} problem(s); fix or remove these rows:\n  {shown}{more}")
     pairs["label"] = numeric.astype(np.float64)
     return pairs.reset_index(drop=True)
 
@@ -171,9 +178,14 @@ def merge_duplicate_pairs(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
     conflicting = int((groups.nunique() > 1).sum())
     logger.warning(
         "%s: %d rows repeat %d sentence pairs (%d with different labels); merged each into one row with the mean label",
-        name, int(duplicated.sum()), groups.ngroups, conflicting,
+        name,
+        int(duplicated.sum()),
+        groups.ngroups,
+        conflicting,
     )
-    merged = pairs.groupby(keys, sort=False, as_index=False).agg(label=("label", "mean"), location=("location", "first"))
+    merged = pairs.groupby(keys, sort=False, as_index=False).agg(
+        label=("label", "mean"), location=("location", "first")
+    )
     return merged[pairs.columns]
 
 

@@ -32,7 +32,10 @@ logger = logging.getLogger("training.export")
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # on the 0-5 score scale, float32 ONNX against float32 PyTorch
-EXAMPLE_PAIRS = [("숙소 위치는 찾기 쉽고 일반적인 한국의 반지하 숙소입니다.", "숙박시설의 위치는 쉽게 찾을 수 있습니다."), ("좋아요", "별로예요")]
+EXAMPLE_PAIRS = [
+    ("숙소 위치는 찾기 쉽고 일반적인 한국의 반지하 숙소입니다.", "숙박시설의 위치는 쉽게 찾을 수 있습니다."),
+    ("좋아요", "별로예요"),
+]
 
 
 def export_onnx(package_dir: Path) -> Path:
@@ -94,10 +97,14 @@ def export_package(package_dir: Path, quantize: bool = True) -> dict:
             report.setdefault("int8_max_abs_delta", {})[set_name] = float(
                 np.max(np.abs(scores["torch"] - scores["onnx_int8"]))
             )
-    logger.info("ONNX parity: max |torch - onnx| = %.2e over %d pairs", report["parity_max_abs_delta"], report["parity_pairs"])
+    logger.info(
+        "ONNX parity: max |torch - onnx| = %.2e over %d pairs", report["parity_max_abs_delta"], report["parity_pairs"]
+    )
     for name in scorers:
         for set_name, m in report[name].items():
-            logger.info("%-10s %-10s pearson %.4f  spearman %.4f  f1 %.4f", name, set_name, m["pearson"], m["spearman"], m["f1"])
+            logger.info(
+                "%-10s %-10s pearson %.4f  spearman %.4f  f1 %.4f", name, set_name, m["pearson"], m["spearman"], m["f1"]
+            )
     if report["parity_max_abs_delta"] > PARITY_TOLERANCE:
         raise RuntimeError(
             f"ONNX export disagrees with PyTorch by {report['parity_max_abs_delta']:.2e} "

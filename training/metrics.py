@@ -22,7 +22,5 @@ def sts_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]
     return {
         "pearson": 0.0 if constant else float(pearsonr(predictions, labels).statistic),
         "spearman": 0.0 if constant else float(spearmanr(predictions, labels).statistic),
-        "f1": float(
-            f1_score(labels >= SIMILAR_THRESHOLD, predictions >= SIMILAR_THRESHOLD, zero_division=0.0)
-        ),
+        "f1": float(f1_score(labels >= SIMILAR_THRESHOLD, predictions >= SIMILAR_THRESHOLD, zero_division=0.0)),
     }

@@ -66,8 +66,13 @@ def plot_dev_scatter(scores: np.ndarray, labels: np.ndarray, path: Path) -> None
     axis.plot([0, MAX_SCORE], [0, MAX_SCORE], color="grey", linewidth=1)
     axis.axvline(SIMILAR_THRESHOLD, color="red", linewidth=0.8, linestyle="--")
     axis.axhline(SIMILAR_THRESHOLD, color="red", linewidth=0.8, linestyle="--")
-    axis.set(xlabel="gold similarity", ylabel="predicted similarity", xlim=(-0.1, 5.1), ylim=(-0.1, 5.1),
-             title=f"dev: {len(labels)} pairs")
+    axis.set(
+        xlabel="gold similarity",
+        ylabel="predicted similarity",
+        xlim=(-0.1, 5.1),
+        ylim=(-0.1, 5.1),
+        title=f"dev: {len(labels)} pairs",
+    )
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -110,25 +115,28 @@ def write_report(
     except ImportError:
         logger.warning(
             "matplotlib is not installed: report written without plots; "
-            "draw them later with `python -m training.report %s`", report_dir.parent,
+            "draw them later with `python -m training.report %s`",
+            report_dir.parent,
         )
     hyper = "\n".join(f"| {k} | {v} |" for k, v in metadata["hyperparameters"].items())
+    averaged = metadata["averaged_checkpoints"]
+    averaged_note = f"; weights averaged over {', '.join(averaged)}" if averaged else ""
     summary = f"""# Training report
 
-Base model: `{metadata['base_model']}`; trained on {metadata['training']['device']} in
-{metadata['training']['runtime_s'] / 60:.1f} min; best epoch {metadata['best_epoch']}
-(selected on validation Pearson){'; weights averaged over ' + ', '.join(metadata['averaged_checkpoints']) if metadata['averaged_checkpoints'] else ''}.
+Base model: `{metadata["base_model"]}`; trained on {metadata["training"]["device"]} in
+{metadata["training"]["runtime_s"] / 60:.1f} min; best epoch {metadata["best_epoch"]}
+(selected on validation Pearson){averaged_note}.
 
 ## Final metrics (served scores, PyTorch)
 
-{_metrics_table(metadata['metrics'])}
+{_metrics_table(metadata["metrics"])}
 
 ## Per epoch
 
 {_epoch_table(history)}
 
 ![learning curves]({CURVES})
-{'' if dev is None else f'![dev scatter]({SCATTER})'}
+{"" if dev is None else f"![dev scatter]({SCATTER})"}
 
 ## Hyperparameters
 

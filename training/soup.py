@@ -62,7 +62,10 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> d
     keep_soup = soup_metrics["validation"]["pearson"] > best_single
     logger.info(
         "soup of %d: validation Pearson %.4f vs best component %.4f -> %s",
-        len(packages), soup_metrics["validation"]["pearson"], best_single, "soup kept" if keep_soup else "best component kept",
+        len(packages),
+        soup_metrics["validation"]["pearson"],
+        best_single,
+        "soup kept" if keep_soup else "best component kept",
     )
     if keep_soup:
         shutil.copytree(best_component / REPORT_DIR, output_dir / REPORT_DIR)

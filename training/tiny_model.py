@@ -49,21 +49,29 @@ def train_wordpiece(corpus: Path, vocab_size: int) -> PreTrainedTokenizerFast:
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=512,
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
-def build_tiny_electra(
-    output_dir: Path, corpus: Path = DEFAULT_CORPUS, vocab_size: int = 4000, seed: int = 0
-) -> Path:
+def build_tiny_electra(output_dir: Path, corpus: Path = DEFAULT_CORPUS, vocab_size: int = 4000, seed: int = 0) -> Path:
     """Writes a tiny random ``ElectraModel`` and its tokenizer to ``output_dir``."""
     set_seed(seed)
     tokenizer = train_wordpiece(corpus, vocab_size)
     config = ElectraConfig(
-        vocab_size=len(tokenizer), embedding_size=64, hidden_size=64, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=128, max_position_embeddings=256,
+        vocab_size=len(tokenizer),
+        embedding_size=64,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id,
     )
     ElectraModel(config).save_pretrained(output_dir)

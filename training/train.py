@@ -78,7 +78,9 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         warn_on_overlap(train, frame, name)
     logger.info(
         "data: %d training pairs, %d validation pairs, evaluation sets: %s",
-        len(train), len(validation), ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()) or "none",
+        len(train),
+        len(validation),
+        ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()) or "none",
     )
     return PreparedData(train=train, validation=validation, evaluation=evaluation, files=files)
 
@@ -96,8 +98,12 @@ class EpochLogger(TrainerCallback):
             when = f"epoch {state.epoch:.0f}" if prefix.startswith("eval_") else "selected"
             logger.info(
                 "%s %-12s loss %.4f  pearson %.4f  spearman %.4f  f1 %.4f",
-                when, prefix.removeprefix("eval_"), metrics.get(f"{prefix}_loss", float("nan")),
-                metrics[key], metrics[f"{prefix}_spearman"], metrics[f"{prefix}_f1"],
+                when,
+                prefix.removeprefix("eval_"),
+                metrics.get(f"{prefix}_loss", float("nan")),
+                metrics[key],
+                metrics[f"{prefix}_spearman"],
+                metrics[f"{prefix}_f1"],
             )
 
 
@@ -162,9 +168,14 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         for name, frame in {"validation": data.validation, **data.evaluation}.items()
     }
     return TrainingResult(
-        trainer=trainer, settings=settings, data=data, metrics=metrics,
-        history=trainer.state.log_history, best_epoch=best_epoch,
-        averaged_checkpoints=averaged, runtime_s=runtime,
+        trainer=trainer,
+        settings=settings,
+        data=data,
+        metrics=metrics,
+        history=trainer.state.log_history,
+        best_epoch=best_epoch,
+        averaged_checkpoints=averaged,
+        runtime_s=runtime,
     )
 
 
@@ -209,8 +220,16 @@ def hyperparameters(arguments: Arguments) -> dict:
     """The settings that define a run, as stored with the model."""
     model_args, data_args, pipeline, args = arguments
     training_keys = (
-        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "warmup_steps", "weight_decay",
-        "lr_scheduler_type", "seed", "bf16", "optim", "max_grad_norm",
+        "learning_rate",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "warmup_steps",
+        "weight_decay",
+        "lr_scheduler_type",
+        "seed",
+        "bf16",
+        "optim",
+        "max_grad_norm",
     )
     return {
         **asdict(model_args),

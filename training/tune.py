@@ -28,8 +28,8 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from training.arguments import SELECTION_METRIC, arguments_from_dict
 from models.logs import configure_logging
+from training.arguments import SELECTION_METRIC, arguments_from_dict
 
 logger = logging.getLogger("training.tune")
 
@@ -91,8 +91,14 @@ def objective_function(base: dict, space: dict[str, dict], output_root: Path, de
     def objective(trial: optuna.Trial) -> float:
         values = {**base, **suggest(trial, space)}
         output_dir = output_root / f"trial-{trial.number}"
-        values.update(output_dir=str(output_dir), save_to_store=False, export_onnx=False,
-                      save_only_model=True, save_total_limit=1, disable_tqdm=True)
+        values.update(
+            output_dir=str(output_dir),
+            save_to_store=False,
+            export_onnx=False,
+            save_only_model=True,
+            save_total_limit=1,
+            disable_tqdm=True,
+        )
         try:
             result = fine_tune(arguments_from_dict(values), callbacks=[PruningCallback(trial, deadline)])
         finally:
@@ -106,7 +112,9 @@ def objective_function(base: dict, space: dict[str, dict], output_root: Path, de
     return objective
 
 
-def _worker(study_name: str, storage: str, base: dict, space: dict, output_root: str, n_trials: int, deadline: float) -> None:
+def _worker(
+    study_name: str, storage: str, base: dict, space: dict, output_root: str, n_trials: int, deadline: float
+) -> None:
     configure_logging()
     study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     study.optimize(
@@ -131,7 +139,9 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
         raise RuntimeError(f"study {study.study_name} has no complete trial yet")
     best = study.best_trial
     best_values = {**base, **{k: _decode(v) for k, v in best.params.items()}}
-    (study_dir / "best.yaml").write_text(yaml.safe_dump(best_values, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (study_dir / "best.yaml").write_text(
+        yaml.safe_dump(best_values, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     try:
         importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as error:  # too few trials or no variation
@@ -149,12 +159,13 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
         rows.append(
             f"| {t.number} | {t.value:.4f} | {attrs.get('dev_pearson', float('nan')):.4f} | "
             f"{attrs.get('dev_f1', float('nan')):.4f} | {attrs.get('best_epoch')} | "
-            + " | ".join(_short(t.params.get(n)) for n in names) + " |"
+            + " | ".join(_short(t.params.get(n)) for n in names)
+            + " |"
         )
     importance_rows = "\n".join(f"| {name} | {value:.3f} |" for name, value in importances.items())
     report = f"""# Hyperparameter search: {study.study_name}
 
-Trials: {', '.join(f'{n} {s}' for s, n in counts.items() if n)}. Objective: validation Pearson
+Trials: {", ".join(f"{n} {s}" for s, n in counts.items() if n)}. Objective: validation Pearson
 (best epoch), higher is better. Dev metrics are recorded for reference and never optimised.
 
 ## Best trial: #{best.number}, validation Pearson {best.value:.4f}
@@ -213,14 +224,24 @@ def main(argv: list[str] | None = None) -> None:
     storage = f"sqlite:///{(study_dir / 'study.db').resolve()}"
     base = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     study = optuna.create_study(
-        study_name=study_name, storage=_storage(storage), direction="maximize", load_if_exists=True,
+        study_name=study_name,
+        storage=_storage(storage),
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=max(8, args.workers)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=max(4, args.workers), n_warmup_steps=1),
     )
     if not args.report_only:
         space = load_space(args.space)
         deadline = time.time() + args.timeout
-        logger.info("study %s in %s: %d workers until %d trials or %.0f s", study_name, storage, args.workers, args.n_trials, args.timeout)
+        logger.info(
+            "study %s in %s: %d workers until %d trials or %.0f s",
+            study_name,
+            storage,
+            args.workers,
+            args.n_trials,
+            args.timeout,
+        )
         worker_args = (study_name, storage, base, space, str(study_dir / "trials"), args.n_trials, deadline)
         if args.workers == 1:
             _worker(*worker_args)

@@ -1,0 +1,61 @@
+"""Shared fixtures: one tiny ELECTRA, fine-tuned once per session, in a throwaway model store."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Every test talks to a temporary BentoML store, never the user's ~/bentoml.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ko-sts-test-bentoml-")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "training/configs/tiny.yaml"
+KLUE_DEV = REPO / "data/klue-sts/klue_sts_dev.jsonl"
+DEFAULT_PACKAGE = REPO / "models/default"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_cwd():
+    """Configs name data files relative to the repository root."""
+    previous = os.getcwd()
+    os.chdir(REPO)
+    yield
+    os.chdir(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A random 2-layer ELECTRA with a WordPiece vocabulary trained on the shipped KLUE-STS."""
+    from training.tiny_model import build_tiny_electra
+
+    return build_tiny_electra(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def trained_package(tiny_base, tmp_path_factory) -> Path:
+    """The tiny encoder fine-tuned through the real CLI: train, report, ONNX export, model store."""
+    from training.train import main
+
+    output_dir = tmp_path_factory.mktemp("tiny-run")
+    return main(
+        [
+            "--config",
+            str(TINY_CONFIG),
+            "--model_name_or_path",
+            str(tiny_base),
+            "--output_dir",
+            str(output_dir),
+            "--pooling",
+            "mean",
+            "--max_train_samples",
+            "2000",
+            "--num_train_epochs",
+            "3",
+            "--disable_tqdm",
+            "true",
+        ]
+    )

@@ -1,0 +1,58 @@
+"""Scoring backends over the tiny fine-tuned package."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from models.backends import ONNX_FP32, OnnxScorer, TorchScorer, load_scorer
+from tests.conftest import KLUE_DEV
+from training.data import read_pairs
+
+PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(80).itertuples()]
+
+
+@pytest.fixture(scope="module")
+def torch_scorer(trained_package):
+    return TorchScorer(trained_package, device="cpu", batch_size=16)
+
+
+def test_onnx_float32_matches_pytorch(trained_package, torch_scorer):
+    onnx = OnnxScorer(trained_package, device="cpu", onnx_file=ONNX_FP32, batch_size=16)
+    assert np.max(np.abs(onnx.score(PAIRS) - torch_scorer.score(PAIRS))) < 1e-4
+
+
+def test_onnx_int8_stays_close_to_pytorch(trained_package, torch_scorer):
+    onnx = load_scorer(trained_package, "onnx", device="cpu")
+    assert onnx.onnx_path.name == "model_quantized.onnx"
+    assert np.max(np.abs(onnx.score(PAIRS) - torch_scorer.score(PAIRS))) < 0.1
+
+
+def test_scores_keep_request_order_whatever_the_batching(torch_scorer):
+    together = torch_scorer.score(PAIRS)
+    one_by_one = np.array([torch_scorer.score([pair])[0] for pair in PAIRS[:10]])
+    assert together[:10] == pytest.approx(one_by_one, abs=1e-5)
+    assert torch_scorer.score([]).shape == (0,)
+    assert ((together >= 0) & (together <= 5)).all()
+
+
+def test_symmetric_scoring_averages_both_orders(trained_package, tmp_path):
+    package = shutil.copytree(trained_package, tmp_path / "symmetric")
+    config = (package / "config.json").read_text()
+    (package / "config.json").write_text(config.replace('"symmetric": false', '"symmetric": true'))
+    scorer = OnnxScorer(package, device="cpu", onnx_file=ONNX_FP32)
+    forward = scorer.score(PAIRS[:5])
+    assert forward == pytest.approx(scorer.score([(b, a) for a, b in PAIRS[:5]]), abs=1e-6)
+
+
+def test_unknown_backend_and_missing_files_say_what_to_do(trained_package, tmp_path):
+    with pytest.raises(ValueError, match="choose one of: onnx, torch"):
+        load_scorer(trained_package, "tensorrt")
+    onnx_only = shutil.copytree(trained_package, tmp_path / "onnx-only", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(FileNotFoundError, match="KO_STS_BACKEND=onnx"):
+        TorchScorer(onnx_only)
+    torch_only = shutil.copytree(trained_package, tmp_path / "torch-only", ignore=shutil.ignore_patterns("onnx"))
+    with pytest.raises(FileNotFoundError, match="python -m training.export"):
+        OnnxScorer(torch_only)

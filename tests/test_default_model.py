@@ -1,0 +1,40 @@
+"""The shipped default model: full KLUE-STS dev through ONNX Runtime, as served on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.backends import ONNX_INT8, OnnxScorer
+from models.package import read_metadata
+from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV
+from training.data import read_pairs
+from training.metrics import sts_metrics
+
+pytestmark = pytest.mark.slow
+CARD_TOLERANCE = 0.005
+
+
+@pytest.fixture(scope="module")
+def dev_metrics() -> dict[str, float]:
+    dev = read_pairs(KLUE_DEV)
+    scorer = OnnxScorer(DEFAULT_PACKAGE, device="cpu")
+    assert scorer.onnx_path.name == ONNX_INT8
+    return sts_metrics(scorer.score(list(zip(dev["sentence1"], dev["sentence2"]))), dev["label"].to_numpy())
+
+
+def test_default_model_reaches_the_vertical_slice_floor(dev_metrics):
+    assert dev_metrics["pearson"] >= 0.86
+
+
+def test_default_model_reaches_what_its_model_card_states(dev_metrics):
+    stated = read_metadata(DEFAULT_PACKAGE)["onnx"]["onnx_int8"]["dev"]
+    assert dev_metrics["pearson"] >= stated["pearson"] - CARD_TOLERANCE
+    assert dev_metrics["f1"] >= stated["f1"] - CARD_TOLERANCE
+    card = (DEFAULT_PACKAGE / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"{stated['pearson']:.4f}" in card and f"{stated['f1']:.4f}" in card
+
+
+def test_default_package_is_small_and_onnx_only():
+    size = sum(p.stat().st_size for p in DEFAULT_PACKAGE.rglob("*") if p.is_file())
+    assert size <= 30 * 1024 * 1024
+    assert not list(DEFAULT_PACKAGE.glob("*.safetensors"))
