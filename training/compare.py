@@ -8,6 +8,7 @@ Selection decisions read the validation columns; dev and other sets are for repo
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from models.package import read_metadata
@@ -24,6 +25,7 @@ COLUMNS = (
 def comparison_table(packages: list[Path]) -> str:
     """One row per package: metrics, difference to the first package, best epoch and run time."""
     records = [(package, read_metadata(package)) for package in packages]
+    root = Path(os.path.commonpath([p.resolve() for p in packages])) if len(packages) > 1 else packages[0].parent
     base = records[0][1]["metrics"]
     header = "| run | " + " | ".join(f"{s} {m}" for s, m in COLUMNS) + " | best epoch | minutes |"
     rows = [header, "|---|" + "---:|" * (len(COLUMNS) + 2)]
@@ -38,7 +40,7 @@ def comparison_table(packages: list[Path]) -> str:
                 cells.append(f"{value:.4f}")
             else:
                 cells.append(f"{value:.4f} ({value - reference:+.4f})")
-        name = package.parent.name if package.name == "model" else package.name
+        name = str(package.resolve().relative_to(root)).removesuffix("/model") or package.name
         minutes = metadata.get("training", {}).get("runtime_s", 0) / 60
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {metadata.get('best_epoch')} | {minutes:.1f} |")
     return "\n".join(rows)
