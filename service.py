@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.backends import Backend, Device, load_scorer
 from models.cross_encoder import SIMILAR_THRESHOLD
-from models.package import read_metadata
+from models.package import metrics_by_runtime, read_metadata
 
 logger = logging.getLogger("bentoml.ko_sts")
 
@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(64, ge=1, description="most pairs the adaptive batcher puts in one batch")
     max_latency_ms: int = Field(10_000, ge=1, description="latency budget of a batch before requests are refused")
-    inference_batch_size: int = Field(32, ge=1, description="pairs per forward pass inside a batch")
+    inference_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="pairs per forward pass; default 1 for the int8 ONNX model (exact per-pair scores), else 32",
+    )
 
 
 def _has_text(value: str) -> str:
@@ -65,7 +69,9 @@ class ModelInfo(BaseModel):
     backend: str
     device: str
     base_model: str
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, dict[str, float]]] = Field(
+        description="runtime (pytorch, onnx_fp32, onnx_int8) -> evaluation set -> metric"
+    )
 
 
 settings = Settings()
@@ -99,5 +105,5 @@ class KoSTS:
             backend=settings.backend,
             device=self.scorer.device,
             base_model=self.metadata["base_model"],
-            metrics=self.metadata["metrics"],
+            metrics=metrics_by_runtime(self.metadata),
         )

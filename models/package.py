@@ -27,3 +27,9 @@ def write_metadata(package_dir: str | Path, metadata: dict) -> None:
     """Writes ``metadata.json`` into a package."""
     text = json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
     (Path(package_dir) / METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+def metrics_by_runtime(metadata: dict) -> dict[str, dict[str, dict[str, float]]]:
+    """Evaluation metrics keyed by runtime: ``pytorch`` (training) and, once exported, ``onnx_fp32``/``onnx_int8``."""
+    exported = metadata.get("onnx", {})
+    return {"pytorch": metadata["metrics"], **{k: exported[k] for k in ("onnx_fp32", "onnx_int8") if k in exported}}

@@ -30,6 +30,12 @@ def test_onnx_int8_stays_close_to_pytorch(trained_package, torch_scorer):
     assert np.max(np.abs(onnx.score(PAIRS) - torch_scorer.score(PAIRS))) < 0.1
 
 
+def test_int8_scores_do_not_depend_on_batch_mates(trained_package):
+    int8 = load_scorer(trained_package, "onnx", device="cpu")
+    assert int8.batch_size == 1
+    assert int8.score(PAIRS[:12]).tolist() == [int8.score([pair])[0] for pair in PAIRS[:12]]
+
+
 def test_scores_keep_request_order_whatever_the_batching(torch_scorer):
     together = torch_scorer.score(PAIRS)
     one_by_one = np.array([torch_scorer.score([pair])[0] for pair in PAIRS[:10]])

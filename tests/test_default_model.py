@@ -36,5 +36,5 @@ def test_default_model_reaches_what_its_model_card_states(dev_metrics):
 
 def test_default_package_is_small_and_onnx_only():
     size = sum(p.stat().st_size for p in DEFAULT_PACKAGE.rglob("*") if p.is_file())
-    assert size <= 30 * 1024 * 1024
+    assert size <= 30_000_000
     assert not list(DEFAULT_PACKAGE.glob("*.safetensors"))

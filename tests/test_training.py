@@ -96,3 +96,27 @@ def test_weight_average_is_elementwise_mean(tmp_path):
     with pytest.raises(ValueError, match="not the same architecture"):
         average_weights([first, second])
     assert load_file(first / "model.safetensors")["w"][0, 0] == 1.0
+
+
+def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trained_package, tmp_path):
+    from training.release import release
+
+    target = release(trained_package, "Made by the test suite.", tmp_path / "default")
+    assert sorted(p.name for p in target.iterdir()) == [
+        "MODEL_CARD.md",
+        "config.json",
+        "metadata.json",
+        "onnx",
+        "report",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert [p.name for p in (target / "onnx").iterdir()] == ["model_quantized.onnx"]
+    int8 = read_metadata(target)["onnx"]["onnx_int8"]["dev"]
+    card = (target / "MODEL_CARD.md").read_text()
+    assert f"Pearson {int8['pearson']:.4f}, F1 {int8['f1']:.4f}" in card and "Made by the test suite." in card
+    no_export = tmp_path / "no-export"
+    no_export.mkdir()
+    (no_export / "metadata.json").write_text(json.dumps({"onnx": {}}))
+    with pytest.raises(ValueError, match="python -m training.export"):
+        release(no_export, "", tmp_path / "other")

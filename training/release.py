@@ -1,0 +1,160 @@
+"""Turn an exported model package into the shipped default model (``models/default``).
+
+    python -m training.release outputs/final/best --notes training/experiments/default-notes.md
+
+Keeps what CPU serving needs (config, tokenizer, the int8 ONNX export), the metadata and the
+training report, and writes ``MODEL_CARD.md`` from the metadata, so that every figure on the
+card is the one measured by ``training.export``. Refuses a package without int8 metrics or one
+that would exceed the size budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from models.backends import ONNX_INT8, ONNX_SUBDIR
+from models.logs import configure_logging
+from models.package import METADATA_FILE, REPORT_DIR, read_metadata
+
+logger = logging.getLogger("training.release")
+
+DEFAULT_DIR = Path("models/default")
+MAX_BYTES = 30_000_000
+KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", METADATA_FILE)
+TABLE_HEADER = (
+    "| model | validation Pearson | validation F1 | KLUE-STS dev Pearson | KLUE-STS dev F1 "
+    "| KorSTS dev Pearson | KorSTS dev F1 |\n|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _row(name: str, metrics: dict[str, dict[str, float]]) -> str:
+    cells = []
+    for set_name in ("validation", "dev", "korsts_dev"):
+        m = metrics.get(set_name)
+        cells += ["", ""] if m is None else [f"{m['pearson']:.4f}", f"{m['f1']:.4f}"]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def model_card(metadata: dict, notes: str, size_mb: float) -> str:
+    """The model card: what the model is, how it was trained, what it scores and where it fails."""
+    onnx, hyper = metadata["onnx"], metadata["hyperparameters"]
+    int8_dev = onnx["onnx_int8"]["dev"]
+    settings = metadata["score_settings"]
+    extra = ", ".join(Path(f["path"]).name for f in metadata["data"].get("extra_train", [])) or "none"
+    recipe = "\n".join(f"| {k} | {v} |" for k, v in hyper.items())
+    return f"""# ko-sts default model: me5-small-ko cross-encoder for KLUE-STS
+
+The model `make serve` puts into the BentoML store when the store has none: a Korean
+sentence-pair similarity cross-encoder, served by ONNX Runtime in int8 on the CPU.
+
+**KLUE-STS dev (int8, as served): Pearson {int8_dev["pearson"]:.4f}, F1 {int8_dev["f1"]:.4f}.**
+
+It stands in for the project's intended default, KoELECTRA-base v3
+(`training/configs/koelectra-base-v3.yaml`), wherever the Hugging Face hub is out of reach:
+it is small enough ({size_mb:.1f} MB here) to ship inside the repository.
+
+## Model
+
+- Base: `{metadata["base_model"]}` (see "How it was made").
+- Head: `{hyper["pooling"]}` pooling, one output; objective `{hyper["objective"]}`
+  (score = {"5 * sigmoid(logit)" if settings["activation"] == "sigmoid" else "the raw output"}, clipped to 0-5);
+  {"both sentence orders are scored and averaged" if settings["symmetric"] else "pairs are scored as given"};
+  pairs truncated to {settings["max_length"]} tokens.
+- Files: `onnx/{ONNX_INT8}` (ONNX Runtime dynamic int8 quantisation of the float32 export,
+  opset {onnx["opset"]}), the tokenizer, `config.json` (score settings under `ko_sts`),
+  `metadata.json` (everything below, machine-readable) and `report/` (learning curves, dev scatter).
+
+## Data
+
+Trained on KLUE-STS v1.1 train (CC BY-SA 4.0; `data/`), duplicates merged, split 9:1 with
+seed {hyper["split_seed"]}: 90% to train on, 10% (validation) to choose epochs, recipes and
+merges. Extra training data: {extra}. KLUE-STS dev and KorSTS dev were only ever reported,
+never used to choose anything.
+
+## Metrics
+
+Pearson and F1 (gold and prediction binarised at >= 3.0, KLUE's definition) of the served
+scores. The PyTorch row is the checkpoint this export was made from (weights saved in
+{metadata["training"]["saved_dtype"]}, computed in float32 on the CPU).
+
+{TABLE_HEADER}
+{_row("PyTorch", onnx["torch"])}
+{_row("ONNX float32", onnx["onnx_fp32"])}
+{_row("ONNX int8 (served)", onnx["onnx_int8"])}
+
+ONNX float32 against PyTorch: max |score difference| {onnx["parity_max_abs_delta"]:.1e} over
+{onnx["parity_pairs"]} pairs. KorSTS dev is out of domain (translated STS-B captions, news, forums).
+Published KLUE-STS dev baselines (Pearson / F1 x100): KLUE-BERT-base 90.85 / 82.84,
+KoELECTRA-base 92.46 / 84.84.
+
+## How it was made
+
+{notes.strip()}
+
+Training report: [report/README.md](report/README.md).
+
+| hyperparameter | value |
+|---|---|
+{recipe}
+
+## Limits
+
+- Korean only: the trimmed vocabulary drops most non-Korean pieces; emoji, rare Hanja and many
+  English words become `<unk>` or fragments (see the base model's card).
+- Domain: KLUE-STS covers Airbnb reviews, policy news and smart-speaker queries. Scores on other
+  text are less reliable (compare the KorSTS column).
+- int8 dynamic quantisation scales activations per batch, so a pair's score can move by about
+  0.001-0.01 with the pairs it is batched with. Use `KO_STS_ONNX_FILE=model.onnx` (export it with
+  `python -m training.export`) or a PyTorch model where bit-stable scores matter.
+- `similar` is the KLUE threshold (score >= 3.0), not a calibrated probability.
+- Scores are a similarity judgement, not an entailment or factuality check.
+"""
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def release(package_dir: Path, notes: str, target: Path = DEFAULT_DIR) -> Path:
+    """Replaces ``target`` with the CPU-serving subset of ``package_dir`` and its model card."""
+    metadata = read_metadata(package_dir)
+    if "onnx_int8" not in metadata.get("onnx", {}):
+        raise ValueError(f"{package_dir} has no int8 metrics: run `python -m training.export {package_dir}` first")
+    if target.exists():
+        shutil.rmtree(target)
+    (target / ONNX_SUBDIR).mkdir(parents=True)
+    for name in KEEP:
+        if (package_dir / name).is_file():
+            shutil.copy2(package_dir / name, target / name)
+    # the same tokenizer without indentation: about 0.5 MB less in every clone
+    Tokenizer.from_file(str(package_dir / "tokenizer.json")).save(str(target / "tokenizer.json"), pretty=False)
+    shutil.copy2(package_dir / ONNX_SUBDIR / ONNX_INT8, target / ONNX_SUBDIR / ONNX_INT8)
+    shutil.copytree(package_dir / REPORT_DIR, target / REPORT_DIR)
+    card = target / "MODEL_CARD.md"
+    card.write_text(model_card(metadata, notes, _size(target) / 1e6), encoding="utf-8")
+    size = _size(target)
+    if size > MAX_BYTES:
+        shutil.rmtree(target)
+        raise ValueError(f"the default model would take {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB budget")
+    logger.info("released %s to %s (%.1f MB)", package_dir, target, size / 1e6)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    configure_logging()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("package_dir", type=Path, help="exported model package")
+    parser.add_argument("--notes", type=Path, required=True, help="markdown: how this model was made")
+    parser.add_argument("--target", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    release(args.package_dir, args.notes.read_text(encoding="utf-8"), args.target)
+
+
+if __name__ == "__main__":
+    main()
