@@ -37,7 +37,11 @@ def tiny_base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_package(tiny_base, tmp_path_factory) -> Path:
-    """The tiny encoder fine-tuned through the real CLI: train, report, ONNX export, model store."""
+    """The tiny encoder fine-tuned through the real CLI: train, report, ONNX export, model store.
+
+    Mean pooling, BCE and both sentence orders: options the reference config leaves off
+    (the shipped model uses the last two).
+    """
     from training.train import main
 
     output_dir = tmp_path_factory.mktemp("tiny-run")
@@ -51,6 +55,10 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
             str(output_dir),
             "--pooling",
             "mean",
+            "--objective",
+            "bce",
+            "--symmetric",
+            "true",
             "--max_train_samples",
             "2000",
             "--num_train_epochs",

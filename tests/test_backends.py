@@ -45,12 +45,16 @@ def test_scores_keep_request_order_whatever_the_batching(torch_scorer):
 
 
 def test_symmetric_scoring_averages_both_orders(trained_package, tmp_path):
-    package = shutil.copytree(trained_package, tmp_path / "symmetric")
-    config = (package / "config.json").read_text()
-    (package / "config.json").write_text(config.replace('"symmetric": false', '"symmetric": true'))
-    scorer = OnnxScorer(package, device="cpu", onnx_file=ONNX_FP32)
-    forward = scorer.score(PAIRS[:5])
-    assert forward == pytest.approx(scorer.score([(b, a) for a, b in PAIRS[:5]]), abs=1e-6)
+    swapped = [(b, a) for a, b in PAIRS[:5]]
+    symmetric = OnnxScorer(trained_package, device="cpu", onnx_file=ONNX_FP32)
+    assert symmetric.settings.symmetric
+    assert symmetric.score(PAIRS[:5]) == pytest.approx(symmetric.score(swapped), abs=1e-6)
+    one_way = shutil.copytree(trained_package, tmp_path / "one-way")
+    config = (one_way / "config.json").read_text()
+    (one_way / "config.json").write_text(config.replace('"symmetric": true', '"symmetric": false'))
+    scorer = OnnxScorer(one_way, device="cpu", onnx_file=ONNX_FP32)
+    assert not scorer.settings.symmetric
+    assert np.max(np.abs(scorer.score(PAIRS[:5]) - scorer.score(swapped))) > 1e-4
 
 
 def test_unknown_backend_and_missing_files_say_what_to_do(trained_package, tmp_path):

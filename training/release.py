@@ -40,6 +40,16 @@ def _row(name: str, metrics: dict[str, dict[str, float]]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def _korsts(onnx: dict) -> str:
+    if "korsts_dev" not in onnx["onnx_int8"]:
+        return "."
+    pairs = ", ".join(
+        f"{name} {onnx[key]['korsts_dev']['pearson']:.4f} / {onnx[key]['korsts_dev']['spearman']:.4f}"
+        for name, key in (("PyTorch", "torch"), ("int8", "onnx_int8"))
+    )
+    return f"; its Pearson / Spearman: {pairs}."
+
+
 def model_card(metadata: dict, notes: str, size_mb: float) -> str:
     """The model card: what the model is, how it was trained, what it scores and where it fails."""
     onnx, hyper = metadata["onnx"], metadata["hyperparameters"]
@@ -88,7 +98,7 @@ scores. The PyTorch row is the checkpoint this export was made from (weights sav
 {_row("ONNX int8 (served)", onnx["onnx_int8"])}
 
 ONNX float32 against PyTorch: max |score difference| {onnx["parity_max_abs_delta"]:.1e} over
-{onnx["parity_pairs"]} pairs. KorSTS dev is out of domain (translated STS-B captions, news, forums).
+{onnx["parity_pairs"]} pairs. KorSTS dev is out of domain (translated STS-B captions, news, forums){_korsts(onnx)}
 Published KLUE-STS dev baselines (Pearson / F1 x100): KLUE-BERT-base 90.85 / 82.84,
 KoELECTRA-base 92.46 / 84.84.
 

@@ -35,9 +35,16 @@ from training.data import (
     read_pairs,
     split_train_validation,
     warn_on_overlap,
-    with_swapped_pairs,
 )
-from training.trainer import PairCollator, PairDataset, StsTrainer, bce_loss, metrics_function
+from training.trainer import (
+    PairCollator,
+    PairDataset,
+    StsTrainer,
+    bce_loss,
+    metrics_function,
+    pair_dataset,
+    served_scores,
+)
 
 logger = logging.getLogger("training")
 
@@ -134,19 +141,16 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = build_cross_encoder(model_args.model_name_or_path, model_args.pooling, settings)
 
-    def dataset(frame: pd.DataFrame) -> PairDataset:
-        return PairDataset(with_swapped_pairs(frame) if settings.symmetric else frame)
-
-    eval_sets = {"validation": dataset(data.validation)}
+    eval_sets = {"validation": pair_dataset(data.validation, settings)}
     if "dev" in data.evaluation:
-        eval_sets["dev"] = dataset(data.evaluation["dev"])
+        eval_sets["dev"] = pair_dataset(data.evaluation["dev"], settings)
     all_callbacks = [EpochLogger(), *(callbacks or [])]
     if pipeline.early_stopping_patience:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=pipeline.early_stopping_patience))
     trainer = StsTrainer(
         model=model,
         args=args,
-        train_dataset=dataset(data.train),
+        train_dataset=pair_dataset(data.train, settings),
         eval_dataset=eval_sets,
         data_collator=PairCollator(tokenizer, data_args.max_length),
         processing_class=tokenizer,
@@ -164,7 +168,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
     if pipeline.average_top_k > 1:
         averaged = _average_best_checkpoints(trainer, pipeline.average_top_k, eval_sets["validation"])
     metrics = {
-        name: _strip_prefix(trainer.evaluate(dataset(frame), metric_key_prefix=name), name)
+        name: _strip_prefix(trainer.evaluate(pair_dataset(frame, settings), metric_key_prefix=name), name)
         for name, frame in {"validation": data.validation, **data.evaluation}.items()
     }
     return TrainingResult(
@@ -287,12 +291,8 @@ def dev_predictions(result: TrainingResult) -> tuple[np.ndarray, np.ndarray] | N
     if "dev" not in result.data.evaluation:
         return None
     frame = result.data.evaluation["dev"]
-    pairs = with_swapped_pairs(frame) if result.settings.symmetric else frame
-    output = result.trainer.predict(PairDataset(pairs), metric_key_prefix="dev")
-    scores = result.settings.to_scores(output.predictions)
-    if result.settings.symmetric:
-        scores = (scores[: len(frame)] + scores[len(frame) :]) / 2.0
-    return scores, frame["label"].to_numpy()
+    output = result.trainer.predict(pair_dataset(frame, result.settings), metric_key_prefix="dev")
+    return served_scores(result.settings, output.predictions), frame["label"].to_numpy()
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -13,6 +13,7 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 
 from models.cross_encoder import MAX_SCORE, ScoreSettings
 from models.pairs import encode_pairs
+from training.data import with_swapped_pairs
 from training.metrics import sts_metrics
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
@@ -51,19 +52,26 @@ class PairCollator:
         return dict(batch)
 
 
-def metrics_function(settings: ScoreSettings) -> Callable[[EvalPrediction], dict[str, float]]:
-    """``compute_metrics`` for the Trainer: logits -> served scores -> Pearson, Spearman, F1.
+def pair_dataset(frame: pd.DataFrame, settings: ScoreSettings) -> PairDataset:
+    """Pairs as the model trains on and is scored on them: with ``settings.symmetric``, both orders."""
+    return PairDataset(with_swapped_pairs(frame) if settings.symmetric else frame)
 
-    With ``settings.symmetric`` the evaluation sets hold every pair twice (see
-    :func:`training.data.with_swapped_pairs`) and the two orders' scores are averaged, as served.
-    """
+
+def served_scores(settings: ScoreSettings, logits: np.ndarray) -> np.ndarray:
+    """Trainer predictions on a :func:`pair_dataset` -> one served score per pair."""
+    scores = settings.to_scores(logits)
+    if settings.symmetric:
+        half = len(scores) // 2
+        scores = (scores[:half] + scores[half:]) / 2.0
+    return scores
+
+
+def metrics_function(settings: ScoreSettings) -> Callable[[EvalPrediction], dict[str, float]]:
+    """``compute_metrics`` for the Trainer: logits -> served scores -> Pearson, Spearman, F1."""
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        scores = settings.to_scores(prediction.predictions)
-        labels = np.asarray(prediction.label_ids, dtype=np.float64).reshape(-1)
-        if settings.symmetric:
-            half = len(scores) // 2
-            scores, labels = (scores[:half] + scores[half:]) / 2.0, labels[:half]
+        scores = served_scores(settings, prediction.predictions)
+        labels = np.asarray(prediction.label_ids, dtype=np.float64).reshape(-1)[: len(scores)]
         return sts_metrics(scores, labels)
 
     return compute

@@ -6,6 +6,7 @@
 #
 #   training/experiments/final.sh OUT_DIR HARD_STOP_SECONDS "SEEDS" CONFIG...
 set -uo pipefail
+source "$(dirname "$0")/jobs.sh"
 out=$1
 hard_stop=$2
 seeds=$3
@@ -21,12 +22,7 @@ for config in "${configs[@]}"; do
       >"$out/logs/$name-seed$seed.log" 2>&1 &
   done
 done
-while [ -n "$(jobs -rp)" ] && [ "$SECONDS" -lt "$hard_stop" ]; do sleep 5; done
-if [ -n "$(jobs -rp)" ]; then
-  echo "hard stop at ${SECONDS}s: stopping $(jobs -rp | wc -l) runs"
-  pkill -TERM -f "training.train" || true
-fi
-wait
+wait_until "$hard_stop"
 
 soups=()
 for config in "${configs[@]}"; do

@@ -10,6 +10,7 @@
 # stopped (their per-epoch metrics stay in OUT_DIR/logs). Selection is on validation only.
 # Results: OUT_DIR/ablations.md (python -m training.compare), OUT_DIR/tune/<study>/report.md.
 set -uo pipefail
+source "$(dirname "$0")/jobs.sh"
 out=${1:-outputs/search}
 tune_seconds=${2:-450}
 hard_stop=${3:-540}
@@ -36,12 +37,7 @@ ablation average_top3 --average_top_k 3
 python3 -m training.tune --config "$config" --space "$space" --output-dir "$out/tune" \
   --workers "${WORKERS:-5}" --n-trials 200 --timeout "$tune_seconds" >"$out/logs/tune.log" 2>&1 &
 
-while [ -n "$(jobs -rp)" ] && [ "$SECONDS" -lt "$hard_stop" ]; do sleep 5; done
-if [ -n "$(jobs -rp)" ]; then
-  echo "hard stop at ${SECONDS}s: stopping $(jobs -rp | wc -l) runs"
-  pkill -TERM -f "training.train|training.tune" || true
-fi
-wait
+wait_until "$hard_stop"
 
 packages=()
 for name in "${names[@]}"; do
