@@ -81,7 +81,7 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         frame = read_pairs(path)
         evaluation[Path(path).stem] = frame
         files.setdefault("extra_eval", []).append(_file_info(path, frame))
-    for name, frame in evaluation.items():
+    for name, frame in {"validation": validation, **evaluation}.items():
         warn_on_overlap(train, frame, name)
     logger.info(
         "data: %d training pairs, %d validation pairs, evaluation sets: %s",
