@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR
@@ -120,3 +121,24 @@ def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trai
     (no_export / "metadata.json").write_text(json.dumps({"onnx": {}}))
     with pytest.raises(ValueError, match="python -m training.export"):
         release(no_export, "", tmp_path / "other")
+
+
+def test_checkpoint_averaging_is_kept_only_when_validation_improves(tiny_base, tmp_path):
+    from training.arguments import arguments_from_dict
+    from training.train import fine_tune
+
+    values = yaml.safe_load(TINY_CONFIG.read_text())
+    values.update(
+        model_name_or_path=str(tiny_base),
+        output_dir=str(tmp_path),
+        num_train_epochs=3,
+        average_top_k=2,
+        save_to_store=False,
+        export_onnx=False,
+        disable_tqdm=True,
+    )
+    result = fine_tune(arguments_from_dict(values))
+    best_epoch = max(e["eval_validation_pearson"] for e in result.history if "eval_validation_pearson" in e)
+    final = result.metrics["validation"]["pearson"]
+    assert final >= best_epoch - 1e-6
+    assert bool(result.averaged_checkpoints) == (final > best_epoch + 1e-6)

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from safetensors.torch import load_file
 from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback, set_seed
 
 from models.cross_encoder import ScoreSettings, build_cross_encoder
@@ -36,6 +35,7 @@ from training.data import (
     split_train_validation,
     warn_on_overlap,
 )
+from training.soup import WEIGHTS, average_weights
 from training.trainer import (
     PairCollator,
     PairDataset,
@@ -199,18 +199,13 @@ def _average_best_checkpoints(trainer: StsTrainer, k: int, validation: PairDatas
     scored = [(e[key], e["step"]) for e in trainer.state.log_history if key in e]
     best = sorted(scored, reverse=True)[:k]
     paths = [Path(trainer.args.output_dir) / f"checkpoint-{step}" for _, step in best]
-    paths = [p for p in paths if (p / "model.safetensors").is_file()]
+    paths = [p for p in paths if (p / WEIGHTS).is_file()]
     if len(paths) < 2:
         logger.warning("checkpoint averaging needs 2+ saved checkpoints, found %d; skipped", len(paths))
         return []
     single = trainer.evaluate(validation, metric_key_prefix="validation")[SELECTION_METRIC]
     selected = {n: t.detach().clone() for n, t in trainer.model.state_dict().items()}
-    states = [load_file(p / "model.safetensors") for p in paths]
-    averaged = {
-        name: torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype) if name in states[0] else tensor
-        for name, tensor in selected.items()
-    }
-    trainer.model.load_state_dict(averaged)
+    trainer.model.load_state_dict({**selected, **average_weights(paths)})  # tied weights are saved once
     mean_score = trainer.evaluate(validation, metric_key_prefix="validation")[SELECTION_METRIC]
     if mean_score > single:
         logger.info("averaged %d checkpoints: validation Pearson %.4f -> %.4f (kept)", len(paths), single, mean_score)
