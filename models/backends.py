@@ -17,6 +17,7 @@ import numpy as np
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding
 
 from models.cross_encoder import ScoreSettings
+from models.package import has_torch_weights
 from models.pairs import encode_pairs
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class TorchScorer(Scorer):
         from transformers import AutoModelForSequenceClassification
 
         super().__init__(model_dir, batch_size)
-        if not any(self.model_dir.glob("*.safetensors")) and not any(self.model_dir.glob("*.bin")):
+        if not has_torch_weights(self.model_dir):
             raise FileNotFoundError(
                 f"{self.model_dir} holds no PyTorch weights (it is an ONNX-only model, like the "
                 "shipped default). Serve it with the ONNX backend (KO_STS_BACKEND=onnx) or train a "

@@ -15,6 +15,12 @@ METADATA_FILE = "metadata.json"
 REPORT_DIR = "report"
 
 
+def has_torch_weights(package_dir: str | Path) -> bool:
+    """Whether the package holds PyTorch weights (ONNX-only packages, like the default, do not)."""
+    folder = Path(package_dir)
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
 def read_metadata(package_dir: str | Path) -> dict:
     """Reads a package's ``metadata.json``."""
     path = Path(package_dir) / METADATA_FILE

@@ -20,7 +20,7 @@ import bentoml
 from bentoml.exceptions import NotFound
 
 from models.logs import configure_logging
-from models.package import read_metadata
+from models.package import has_torch_weights, read_metadata
 
 logger = logging.getLogger("models.store")
 
@@ -61,7 +61,7 @@ def save_package(package_dir: str | Path, name: str = MODEL_NAME) -> bentoml.Mod
         pass
     labels = {
         "base_model": Path(metadata["base_model"]).name,
-        "backends": "onnx,torch" if any(package_dir.glob("*.safetensors")) else "onnx",
+        "backends": "onnx,torch" if has_torch_weights(package_dir) else "onnx",
     }
     metadata = {**metadata, "versions": {**metadata.get("versions", {}), "bentoml": bentoml.__version__}}
     with bentoml.models.create(tag, labels=labels, metadata=_without_none(metadata)) as model:

@@ -25,7 +25,7 @@ logger = logging.getLogger("training.release")
 
 DEFAULT_DIR = Path("models/default")
 MAX_BYTES = 30_000_000
-KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", METADATA_FILE)
+KEEP = ("config.json", "tokenizer_config.json", "special_tokens_map.json", METADATA_FILE)  # + tokenizer.json
 TABLE_HEADER = (
     "| model | validation Pearson | validation F1 | KLUE-STS dev Pearson | KLUE-STS dev F1 "
     "| KorSTS dev Pearson | KorSTS dev F1 |\n|---|---:|---:|---:|---:|---:|---:|"
