@@ -1,109 +1,122 @@
-"""BentoML service: Korean sentence-pair similarity with adaptive batching.
+"""BentoML service: Korean sentence-pair similarity, batched by the project's own engine.
 
-bentoml serve            # from the repository root; settings from KO_STS_* variables
+    bentoml serve            # from the repository root; settings from KO_STS_* variables
+
+The service wires settings, the model from the store and the API; scoring, batching, input
+rules and errors live in ``models/`` (see ``models/engine.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
 import bentoml
-from pydantic import AfterValidator, BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.responses import JSONResponse
 
-from models.backends import Backend, Device, load_scorer
-from models.cross_encoder import SIMILAR_THRESHOLD
+from models.engine import ScoringEngine
+from models.errors import ScoringError
+from models.inputs import check_pairs, check_rank, rank_order
 from models.package import metrics_by_runtime, read_metadata
+from models.scorer import load_scorer
+from models.scoring import SIMILAR_THRESHOLD
+from serving.metrics import PrometheusObserver
+from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair
+from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.ko_sts")
 
-
-class Settings(BaseSettings):
-    """Service settings, read from ``KO_STS_*`` environment variables (e.g. ``KO_STS_BACKEND=torch``)."""
-
-    model_config = SettingsConfigDict(env_prefix="KO_STS_")
-
-    model_tag: str = Field("ko-sts:latest", description="model in the BentoML store; 'latest' is the newest")
-    backend: Backend = Field("onnx", description="'onnx' (ONNX Runtime) or 'torch' (PyTorch)")
-    device: Device = Field("auto", description="'auto' takes a CUDA GPU when the backend sees one")
-    onnx_file: str | None = Field(
-        None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
-    )
-    max_batch_size: int = Field(64, ge=1, description="most pairs the adaptive batcher puts in one batch")
-    max_latency_ms: int = Field(10_000, ge=1, description="latency budget of a batch before requests are refused")
-    inference_batch_size: int | None = Field(
-        None,
-        ge=1,
-        description="pairs per forward pass; default 1 for the int8 ONNX model (exact per-pair scores), else 32",
-    )
-
-
-def _has_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must contain text, not only whitespace")
-    return value
-
-
-Sentence = Annotated[str, Field(min_length=1, strict=True), AfterValidator(_has_text)]
-
-
-class SentencePair(BaseModel):
-    """Two sentences to compare."""
-
-    sentence1: Sentence
-    sentence2: Sentence
-
-
-class PairScore(BaseModel):
-    """Similarity of one pair: ``score`` from 0 (unrelated) to 5 (same meaning)."""
-
-    score: float = Field(ge=0.0, le=5.0)
-    similar: bool = Field(description=f"score >= {SIMILAR_THRESHOLD} (KLUE-STS's binary label)")
-
-
-class ModelInfo(BaseModel):
-    """What this replica serves."""
-
-    tag: str
-    backend: str
-    device: str
-    base_model: str
-    metrics: dict[str, dict[str, dict[str, float]]] = Field(
-        description="runtime (pytorch, onnx_fp32, onnx_int8) -> evaluation set -> metric"
-    )
-
+MODEL_HEADER = "X-Ko-Sts-Model"
+WARM_UP_PAIRS = [
+    ("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요."),
+    ("오늘 날씨 어때?", "환불은 언제 되나요?"),
+]
 
 settings = Settings()
 
 
-@bentoml.service(traffic={"timeout": 60})
+@bentoml.service(traffic={"timeout": 60}, workers=settings.workers)
 class KoSTS:
     """Scores Korean sentence pairs with a fine-tuned cross-encoder from the model store."""
 
     model = bentoml.models.BentoModel(settings.model_tag)
 
     def __init__(self) -> None:
-        options = {"device": settings.device, "batch_size": settings.inference_batch_size}
-        if settings.backend == "onnx":
-            options["onnx_file"] = settings.onnx_file
-        self.scorer = load_scorer(self.model.path, settings.backend, **options)
-        self.metadata = read_metadata(self.model.path)
-        logger.info("serving %s with %s on %s", self.model.tag, settings.backend, self.scorer.device)
+        path = self.model.path
+        scorer = load_scorer(
+            path,
+            settings.backend,
+            device=settings.device,
+            onnx_file=settings.onnx_file,
+            threads=settings.threads,
+            dtype=settings.torch_dtype,
+        )
+        scorer.limits = settings.batch_limits(scorer.device)
+        self.engine = ScoringEngine(scorer, settings.engine(), PrometheusObserver())
+        self.rules = settings.input_rules()
+        self.tag = str(self.model.tag)
+        self.metadata = read_metadata(path)
+        self.engine.score_blocking(WARM_UP_PAIRS)  # ready only once a first batch has been scored
+        logger.info(
+            "serving %s (%s) with %s, %s",
+            self.tag,
+            self.metadata["base_model"],
+            scorer.runtime.description,
+            scorer.limits,
+        )
 
-    @bentoml.api(batchable=True, max_batch_size=settings.max_batch_size, max_latency_ms=settings.max_latency_ms)
-    def score(self, pairs: Annotated[list[SentencePair], Field(min_length=1)]) -> list[PairScore]:
-        """Returns one score per pair, in request order."""
-        scores = self.scorer.score([(pair.sentence1, pair.sentence2) for pair in pairs])
-        return [PairScore(score=float(s), similar=bool(s >= SIMILAR_THRESHOLD)) for s in scores]
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.engine.close()
 
     @bentoml.api
-    def model_info(self) -> ModelInfo:
+    async def score(self, pairs: list[SentencePair], ctx: bentoml.Context) -> list[PairScore]:
+        """One score per pair, in request order."""
+        try:
+            result = await self.engine.score(check_pairs([(p.sentence1, p.sentence2) for p in pairs], self.rules))
+        except ScoringError as error:
+            return self._error(error, ctx)
+        ctx.response.headers[MODEL_HEADER] = self.tag
+        return [
+            PairScore(score=float(s), similar=bool(s >= SIMILAR_THRESHOLD), truncated=bool(t))
+            for s, t in zip(result.scores, result.truncated)
+        ]
+
+    @bentoml.api
+    async def rank(
+        self, query: str, candidates: list[str], ctx: bentoml.Context, top_k: int | None = None
+    ) -> list[RankedCandidate]:
+        """Candidates by descending similarity to the query (ties by index), at most ``top_k``."""
+        try:
+            result = await self.engine.score(check_rank(query, candidates, top_k, self.rules))
+        except ScoringError as error:
+            return self._error(error, ctx)
+        ctx.response.headers[MODEL_HEADER] = self.tag
+        return [
+            RankedCandidate(
+                index=int(i),
+                score=float(result.scores[i]),
+                similar=bool(result.scores[i] >= SIMILAR_THRESHOLD),
+                truncated=bool(result.truncated[i]),
+            )
+            for i in rank_order(result.scores, top_k)
+        ]
+
+    @bentoml.api
+    def model_info(self, ctx: bentoml.Context) -> ModelInfo:
         """The served model's tag, backend, device, base model and evaluation metrics."""
+        ctx.response.headers[MODEL_HEADER] = self.tag
         return ModelInfo(
-            tag=str(self.model.tag),
+            tag=self.tag,
             backend=settings.backend,
-            device=self.scorer.device,
+            device=self.engine.scorer.device,
             base_model=self.metadata["base_model"],
             metrics=metrics_by_runtime(self.metadata),
         )
+
+    def _error(self, error: ScoringError, ctx: bentoml.Context) -> JSONResponse:
+        """The JSON error answer, with the status of models.errors.ERROR_TABLE (BentoML applies ctx's)."""
+        ctx.response.status_code = error.status.http
+        if error.retry_after_s is not None:
+            ctx.response.headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+        ctx.response.headers[MODEL_HEADER] = self.tag
+        return JSONResponse({"error": error.kind.value, "detail": error.message}, status_code=error.status.http)

@@ -1,199 +1,199 @@
-"""Scoring backends: one ``score(pairs)`` over PyTorch or ONNX Runtime.
+"""Inference runtimes: one forward pass over a padded batch, on ONNX Runtime or PyTorch.
 
-A model directory is a Hugging Face checkpoint written by ``training.train``: ``config.json``
-(with the ``ko_sts`` score settings), tokenizer files, optionally ``model.safetensors``, and
-the ONNX exports under ``onnx/`` (``model.onnx`` in float32, ``model_quantized.onnx`` in int8).
+A model package (see :mod:`models.package`) holds ``onnx/model_quantized.onnx`` (int8, the CPU
+default), optionally ``onnx/model.onnx`` (float32) and PyTorch weights (``model.safetensors``;
+for the shipped default they are rebuilt from the int8 export when it is stored, see
+:mod:`models.weights`). A runtime only runs the network: tokenising, batching and turning
+outputs into scores belong to :class:`models.scorer.Scorer`.
+
+ONNX Runtime never imports torch; PyTorch (and transformers) are imported only when the torch
+backend is chosen.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
-from transformers import AutoConfig, AutoTokenizer, BatchEncoding
 
-from models.cross_encoder import ScoreSettings
 from models.package import has_torch_weights
-from models.pairs import encode_pairs
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["onnx", "torch"]
 Device = Literal["auto", "cpu", "cuda"]
+TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
 ONNX_SUBDIR = "onnx"
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"
-DEFAULT_BATCH_SIZE = 32
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+Pending = Callable[[], np.ndarray]
+"""What :meth:`Runtime.launch` returns: call it to wait for the logits, shape (n,)."""
 
 
-class Scorer(ABC):
-    """Scores sentence pairs with a fine-tuned cross-encoder; subclasses run the network."""
+class Runtime(ABC):
+    """Runs a cross-encoder on padded int64 batches and returns one raw logit per row."""
 
     backend: Backend
-    tensor_type: str
-
-    def __init__(self, model_dir: str | Path, batch_size: int | None = None):
-        self.model_dir = Path(model_dir)
-        self.settings = ScoreSettings.from_config(AutoConfig.from_pretrained(self.model_dir))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZE
-
-    @property
-    @abstractmethod
-    def device(self) -> str:
-        """Where the network runs, e.g. ``cpu`` or ``cuda:0``."""
+    device: str
+    input_names: tuple[str, ...]
+    description: str
 
     @abstractmethod
-    def _forward(self, encoding: BatchEncoding) -> np.ndarray:
-        """Runs the network on one tokenised batch and returns its raw outputs, shape (n,)."""
+    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
+        """Starts a forward pass; the returned callable waits for it (GPU passes overlap CPU work)."""
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Returns one similarity in [0, 5] per ``(sentence1, sentence2)`` pair, in order."""
-        if not pairs:
-            return np.empty(0, dtype=np.float64)
-        first = [pair[0] for pair in pairs]
-        second = [pair[1] for pair in pairs]
-        scores = self.settings.to_scores(self.logits(first, second))
-        if self.settings.symmetric:
-            scores = (scores + self.settings.to_scores(self.logits(second, first))) / 2.0
-        return scores
-
-    def logits(self, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
-        """Raw network outputs for the pairs, in order.
-
-        Pairs are grouped by length before batching so that little compute goes to padding.
-        """
-        order = np.argsort([len(a) + len(b) for a, b in zip(first, second)], kind="stable")
-        outputs = np.empty(len(order), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            encoding = encode_pairs(
-                self.tokenizer,
-                [first[i] for i in batch],
-                [second[i] for i in batch],
-                max_length=self.settings.max_length,
-                return_tensors=self.tensor_type,
-            )
-            outputs[batch] = self._forward(encoding)
-        return outputs
+    def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Runs a forward pass to completion."""
+        return self.launch(batch)()
 
 
-class TorchScorer(Scorer):
-    """PyTorch inference: CUDA in float16 when available (or asked for), else CPU in float32."""
+class OnnxRuntime(Runtime):
+    """ONNX Runtime: the int8 export on CPU, the float32 export on CUDA.
 
-    backend = "torch"
-    tensor_type = "pt"
-
-    def __init__(self, model_dir: str | Path, batch_size: int | None = None, device: Device = "auto"):
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        super().__init__(model_dir, batch_size)
-        if not has_torch_weights(self.model_dir):
-            raise FileNotFoundError(
-                f"{self.model_dir} holds no PyTorch weights (it is an ONNX-only model, like the "
-                "shipped default). Serve it with the ONNX backend (KO_STS_BACKEND=onnx) or train a "
-                "model with `make train`, which stores both."
-            )
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was requested but PyTorch sees no CUDA GPU")
-        dtype = torch.float16 if device == "cuda" else torch.float32
-        self._torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, dtype=dtype)
-        self.model.to(device).eval()
-
-    @property
-    def device(self) -> str:
-        return str(self.model.device)
-
-    def _forward(self, encoding: BatchEncoding) -> np.ndarray:
-        with self._torch.inference_mode():
-            logits = self.model(**encoding.to(self.model.device)).logits
-        return logits.float().reshape(-1).cpu().numpy()
-
-
-class OnnxScorer(Scorer):
-    """ONNX Runtime inference: the int8 export on CPU, the float32 export on CUDA.
-
-    Dynamic int8 quantisation scales activations over the whole input tensor, so in a batch a
-    pair's score depends on its batch-mates (by up to 0.27 on the default model). The int8
-    export therefore runs pair by pair unless ``batch_size`` says otherwise; on a CPU that is
-    as fast as batching (no padding), and every pair gets the same score however it arrives.
+    Args:
+        model_dir: the model package.
+        device: ``auto`` takes CUDA when onnxruntime-gpu is installed and sees a GPU.
+        onnx_file: a file under ``onnx/``; by default ``model_quantized.onnx`` on CPU and
+            ``model.onnx`` on CUDA (int8 kernels are CPU-only).
+        threads: intra-op threads; 0 lets ONNX Runtime use every core.
     """
 
     backend = "onnx"
-    tensor_type = "np"
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        batch_size: int | None = None,
-        device: Device = "auto",
-        onnx_file: str | None = None,
-        intra_op_threads: int = 0,
-    ):
+    def __init__(self, model_dir: str | Path, device: Device = "auto", onnx_file: str | None = None, threads: int = 0):
         import onnxruntime as ort
 
-        super().__init__(model_dir, batch_size)
         available = ort.get_available_providers()
         if device == "auto":
             device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
         if device == "cuda" and "CUDAExecutionProvider" not in available:
             raise RuntimeError(
                 "device 'cuda' was requested but ONNX Runtime has no CUDAExecutionProvider; "
-                "install onnxruntime-gpu (requirements-gpu.txt)"
+                "install onnxruntime-gpu (requirements/serve-gpu.txt) or use KO_STS_BACKEND=torch"
             )
-        path = self._pick_file(device, onnx_file)
+        self.path = _pick_onnx_file(Path(model_dir), device, onnx_file)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = intra_op_threads
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
-        if batch_size is None and path.name == ONNX_INT8:
-            self.batch_size = 1
-        elif path.name == ONNX_INT8 and batch_size > 1:
-            logger.warning("int8 in batches of %d: a pair's score will depend on its batch-mates", batch_size)
-        self.onnx_path = path
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self._device = device
-        logger.info("ONNX Runtime session on %s from %s, %d pair(s) per run", device, path, self.batch_size)
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        unknown = set(self.input_names) - set(MODEL_INPUTS)
+        if unknown:
+            raise ValueError(f"{self.path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
+        self.device = device
+        self.description = f"onnxruntime {ort.__version__} {self.path.name} on {device}"
 
-    def _pick_file(self, device: str, onnx_file: str | None) -> Path:
-        folder = self.model_dir / ONNX_SUBDIR
-        if onnx_file is not None:
-            candidates = [onnx_file]
-        elif device == "cuda":
-            candidates = [ONNX_FP32, ONNX_INT8]  # dynamic int8 kernels are CPU-only
-        else:
-            candidates = [ONNX_INT8, ONNX_FP32]
-        for name in candidates:
-            if (folder / name).is_file():
-                return folder / name
-        raise FileNotFoundError(
-            f"no ONNX export ({' or '.join(candidates)}) in {folder}; export one with "
-            f"`python -m training.export {self.model_dir}` or serve with KO_STS_BACKEND=torch"
+    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
+        logits = self.session.run(None, {name: batch[name] for name in self.input_names})[0].reshape(-1)
+        return lambda: logits
+
+
+def _pick_onnx_file(model_dir: Path, device: str, onnx_file: str | None) -> Path:
+    folder = model_dir / ONNX_SUBDIR
+    if onnx_file is not None:
+        candidates = [onnx_file]
+    elif device == "cuda":
+        candidates = [ONNX_FP32, ONNX_INT8]
+    else:
+        candidates = [ONNX_INT8, ONNX_FP32]
+    for name in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"no ONNX export ({' or '.join(candidates)}) in {folder}; export one with "
+        f"`python -m training.export {model_dir}` or serve with KO_STS_BACKEND=torch"
+    )
+
+
+class TorchRuntime(Runtime):
+    """PyTorch: CUDA in float16 (or bfloat16) with SDPA attention, else CPU in float32.
+
+    On CUDA each pass copies its batch from pinned memory without blocking and returns before
+    the GPU finishes, so the caller can assemble the next batch meanwhile.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model_dir: str | Path, device: Device = "auto", dtype: TorchDtype = "auto"):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        import models.cross_encoder  # noqa: F401  (registers the mean-pooling head with the Auto classes)
+
+        model_dir = Path(model_dir)
+        if not has_torch_weights(model_dir):
+            raise FileNotFoundError(
+                f"{model_dir} holds no PyTorch weights. A package stored with `python -m models.store` gets "
+                "them rebuilt from its int8 export; store it again, or serve it with KO_STS_BACKEND=onnx."
+            )
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but PyTorch sees no CUDA GPU")
+        if dtype == "auto":
+            dtype = "float16" if device == "cuda" else "float32"
+        self._torch = torch
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, dtype=getattr(torch, dtype), attn_implementation="sdpa"
         )
+        self.model.to(device).eval()
+        self.input_names = accepted_inputs(self.model.forward)
+        self.device = str(self.model.device)
+        self.description = f"torch {torch.__version__} {dtype} on {self.device}"
 
-    @property
-    def device(self) -> str:
-        return self._device
+    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
+        torch = self._torch
+        cuda = self.model.device.type == "cuda"
+        inputs = {}
+        for name in self.input_names:
+            tensor = torch.from_numpy(batch[name])
+            inputs[name] = tensor.pin_memory().to(self.model.device, non_blocking=True) if cuda else tensor
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.float().reshape(-1)
+        if not cuda:
+            result = logits.numpy()
+            return lambda: result
+        host = logits.to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
 
-    def _forward(self, encoding: BatchEncoding) -> np.ndarray:
-        feeds = {name: encoding[name].astype(np.int64) for name in self.input_names}
-        return self.session.run(None, feeds)[0].reshape(-1)
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return host.numpy()
+
+        return wait
 
 
-_SCORERS: dict[str, type[Scorer]] = {"onnx": OnnxScorer, "torch": TorchScorer}
+def accepted_inputs(forward: Callable) -> tuple[str, ...]:
+    """The tokenizer outputs a PyTorch model's ``forward`` takes (``token_type_ids`` when it has them).
+
+    Tokenizers whose models have no segment embeddings give all-zero type ids, which equal
+    the models' default, so passing them whenever ``forward`` accepts them is always right.
+    """
+    parameters = inspect.signature(forward).parameters
+    return tuple(name for name in MODEL_INPUTS if name in parameters)
 
 
-def load_scorer(model_dir: str | Path, backend: Backend = "onnx", **options) -> Scorer:
-    """Builds the scorer for ``backend`` (``onnx`` or ``torch``) over a model directory."""
-    if backend not in _SCORERS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(get_args(Backend))}")
-    return _SCORERS[backend](model_dir, **options)
+def load_runtime(
+    model_dir: str | Path,
+    backend: Backend = "onnx",
+    device: Device = "auto",
+    onnx_file: str | None = None,
+    threads: int = 0,
+    dtype: TorchDtype = "auto",
+) -> Runtime:
+    """Builds the runtime for ``backend`` (``onnx`` or ``torch``) over a model package."""
+    if backend == "onnx":
+        return OnnxRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads)
+    if backend == "torch":
+        return TorchRuntime(model_dir, device=device, dtype=dtype)
+    raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(get_args(Backend))}")

@@ -8,17 +8,14 @@ Two heads are supported, both loadable with ``AutoModelForSequenceClassification
   by one linear unit. It needs no pooler, which helps encoders shipped without one (e5).
 
 How raw model outputs map to a 0-5 similarity is stored in ``config.ko_sts`` (see
-:class:`ScoreSettings`), the way sentence-transformers keeps its cross-encoder settings in
-``config.json``: training writes it, every scoring backend reads it.
+:class:`models.scoring.ScoreSettings`): training writes it, every scoring backend reads it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import (
@@ -31,52 +28,11 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from models.scoring import ScoreSettings
+
 logger = logging.getLogger(__name__)
 
-MAX_SCORE = 5.0
-SIMILAR_THRESHOLD = 3.0  # KLUE-STS binarises gold and prediction at >= 3.0
 Pooling = Literal["cls", "mean"]
-Activation = Literal["identity", "sigmoid"]
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    """How a cross-encoder's logits become a similarity score, saved as ``config.ko_sts``.
-
-    Args:
-        activation: ``identity`` for a model trained on raw 0-5 labels (MSE), ``sigmoid`` for one
-            trained on labels scaled to 0-1 (binary cross-entropy).
-        max_length: token budget for a tokenised pair; longer pairs are truncated.
-        symmetric: score both sentence orders and average them (test-time augmentation).
-    """
-
-    activation: Activation = "identity"
-    max_length: int = 128
-    symmetric: bool = False
-
-    @classmethod
-    def from_config(cls, config: PreTrainedConfig) -> ScoreSettings:
-        """Reads the settings a training run stored in ``config.json``."""
-        stored = getattr(config, "ko_sts", None)
-        if stored is None:
-            raise ValueError(
-                "This checkpoint has no 'ko_sts' entry in config.json, so it was not trained by "
-                "ko-sts-serve and its output scale is unknown. Fine-tune it with `make train` first."
-            )
-        return cls(**stored)
-
-    def save_to(self, config: PreTrainedConfig) -> None:
-        """Writes the settings into ``config`` (saved with ``save_pretrained``)."""
-        config.ko_sts = asdict(self)
-
-    def to_scores(self, logits: np.ndarray) -> np.ndarray:
-        """Maps raw outputs of shape (n,) or (n, 1) to similarity scores clipped to [0, 5]."""
-        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
-        if self.activation == "sigmoid":
-            scores = MAX_SCORE / (1.0 + np.exp(-logits))
-        else:
-            scores = logits
-        return np.clip(scores, 0.0, MAX_SCORE)
 
 
 class MeanPoolingCrossEncoderConfig(PreTrainedConfig):

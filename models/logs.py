@@ -11,7 +11,7 @@ OUR_LOGGERS = ("training", "models")
 
 def configure_logging() -> None:
     """Timestamped INFO logs from this project; WARNING and above from everything else."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     transformers.logging.set_verbosity_warning()

@@ -5,7 +5,9 @@
 The version is derived from the package's content, so saving the same package twice is a
 no-op: ``make serve`` uses this to import ``models/default`` only when it is absent. The
 package folder is copied as it is; its ``metadata.json`` becomes the store entry's metadata
-(``bentoml models get ko-sts:<version>`` shows it).
+(``bentoml models get ko-sts:<version>`` shows it). A package without PyTorch weights (the
+shipped default) gets them rebuilt from its int8 export in the stored copy, so that it also
+serves on a GPU (:mod:`models.weights`; ``--no-torch-weights`` skips this, e.g. for a CPU-only image).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from models.logs import configure_logging
+from models.backends import ONNX_INT8, ONNX_SUBDIR
 from models.package import has_torch_weights, read_metadata
 
 logger = logging.getLogger("models.store")
@@ -48,8 +50,14 @@ def _without_none(value):
     return value
 
 
-def save_package(package_dir: str | Path, name: str = MODEL_NAME) -> bentoml.Model:
-    """Copies a model package into the store under ``name``; returns the (new or existing) entry."""
+def save_package(package_dir: str | Path, name: str = MODEL_NAME, torch_weights: bool = True) -> bentoml.Model:
+    """Copies a model package into the store under ``name``; returns the (new or existing) entry.
+
+    Args:
+        package_dir: the model package.
+        name: the model's name in the store.
+        torch_weights: rebuild PyTorch weights from the int8 export when the package has none.
+    """
     package_dir = Path(package_dir)
     metadata = read_metadata(package_dir)
     tag = bentoml.Tag(name, package_version(package_dir))
@@ -59,20 +67,26 @@ def save_package(package_dir: str | Path, name: str = MODEL_NAME) -> bentoml.Mod
         return existing
     except NotFound:
         pass
+    int8 = package_dir / ONNX_SUBDIR / ONNX_INT8
+    rebuild = torch_weights and not has_torch_weights(package_dir) and int8.is_file()
     labels = {
         "base_model": Path(metadata["base_model"]).name,
-        "backends": "onnx,torch" if has_torch_weights(package_dir) else "onnx",
+        "backends": "onnx,torch" if has_torch_weights(package_dir) or rebuild else "onnx",
     }
     metadata = {**metadata, "versions": {**metadata.get("versions", {}), "bentoml": bentoml.__version__}}
     with bentoml.models.create(tag, labels=labels, metadata=_without_none(metadata)) as model:
         shutil.copytree(package_dir, model.path, dirs_exist_ok=True)
+        if rebuild:
+            from models.weights import write_torch_weights
+
+            write_torch_weights(model.path, int8)
     logger.info("saved %s to the model store (%s)", model.tag, model.path)
     return model
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    configure_logging()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description="Save a ko-sts model package into the BentoML model store.")
     parser.add_argument(
         "package_dir",
@@ -82,8 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         help="package folder (default: the shipped models/default)",
     )
     parser.add_argument("--name", default=MODEL_NAME, help=f"model name in the store (default {MODEL_NAME})")
+    parser.add_argument(
+        "--no-torch-weights",
+        dest="torch_weights",
+        action="store_false",
+        help="do not rebuild PyTorch weights from the int8 export (CPU/ONNX-only deployments)",
+    )
     args = parser.parse_args(argv)
-    print(save_package(args.package_dir, args.name).tag)
+    print(save_package(args.package_dir, args.name, args.torch_weights).tag)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Scoring backends over the tiny fine-tuned package."""
+"""Runtimes and the scorer over the tiny fine-tuned package: agreement, order, batching, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from models.backends import ONNX_FP32, OnnxScorer, TorchScorer, load_scorer
+from models.backends import ONNX_FP32, ONNX_INT8, load_runtime
+from models.scorer import BatchLimits, load_scorer, plan_passes
 from tests.conftest import KLUE_DEV
 from training.data import read_pairs
 
@@ -16,53 +17,76 @@ PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(80)
 
 @pytest.fixture(scope="module")
 def torch_scorer(trained_package):
-    return TorchScorer(trained_package, device="cpu", batch_size=16)
+    return load_scorer(trained_package, "torch", device="cpu", limits=BatchLimits(max_batch_tokens=512))
 
 
 def test_onnx_float32_matches_pytorch(trained_package, torch_scorer):
-    onnx = OnnxScorer(trained_package, device="cpu", onnx_file=ONNX_FP32, batch_size=16)
+    onnx = load_scorer(trained_package, "onnx", device="cpu", onnx_file=ONNX_FP32)
     assert np.max(np.abs(onnx.score(PAIRS) - torch_scorer.score(PAIRS))) < 1e-4
 
 
-def test_onnx_int8_stays_close_to_pytorch(trained_package, torch_scorer):
-    onnx = load_scorer(trained_package, "onnx", device="cpu")
-    assert onnx.onnx_path.name == "model_quantized.onnx"
-    assert np.max(np.abs(onnx.score(PAIRS) - torch_scorer.score(PAIRS))) < 0.1
-
-
-def test_int8_scores_do_not_depend_on_batch_mates(trained_package):
+def test_onnx_int8_is_the_cpu_default_and_stays_close_to_pytorch(trained_package, torch_scorer):
     int8 = load_scorer(trained_package, "onnx", device="cpu")
-    assert int8.batch_size == 1
-    assert int8.score(PAIRS[:12]).tolist() == [int8.score([pair])[0] for pair in PAIRS[:12]]
+    assert int8.runtime.path.name == ONNX_INT8
+    assert np.max(np.abs(int8.score(PAIRS) - torch_scorer.score(PAIRS))) < 0.1
 
 
-def test_scores_keep_request_order_whatever_the_batching(torch_scorer):
+@pytest.mark.parametrize("onnx_file", [ONNX_INT8, ONNX_FP32])
+def test_a_pairs_score_does_not_depend_on_its_batch_mates(trained_package, onnx_file):
+    batched = load_scorer(trained_package, "onnx", device="cpu", onnx_file=onnx_file)
+    alone = [batched.score([pair])[0] for pair in PAIRS[:16]]
+    assert np.max(np.abs(batched.score(PAIRS)[:16] - alone)) <= 1e-4
+
+
+def test_scores_keep_request_order_whatever_the_passes(torch_scorer):
     together = torch_scorer.score(PAIRS)
     one_by_one = np.array([torch_scorer.score([pair])[0] for pair in PAIRS[:10]])
     assert together[:10] == pytest.approx(one_by_one, abs=1e-5)
+    reversed_order = torch_scorer.score(PAIRS[::-1])[::-1]
+    assert together == pytest.approx(reversed_order, abs=1e-5)
     assert torch_scorer.score([]).shape == (0,)
     assert ((together >= 0) & (together <= 5)).all()
 
 
-def test_symmetric_scoring_averages_both_orders(trained_package, tmp_path):
+def test_passes_are_cut_by_padded_tokens_and_rows():
+    lengths = np.array([10, 50, 12, 11, 49, 200])
+    passes = plan_passes(lengths, BatchLimits(max_batch_tokens=100, max_batch_rows=3))
+    assert sorted(np.concatenate(passes).tolist()) == list(range(6))
+    for indices in passes:
+        assert len(indices) <= 3
+        assert len(indices) == 1 or len(indices) * lengths[indices].max() <= 100
+    assert [lengths[p].tolist() for p in passes] == [[10, 11, 12], [49, 50], [200]]
+
+
+def test_symmetric_scoring_averages_both_orders_in_the_same_passes(trained_package, tmp_path):
     swapped = [(b, a) for a, b in PAIRS[:5]]
-    symmetric = OnnxScorer(trained_package, device="cpu", onnx_file=ONNX_FP32)
-    assert symmetric.settings.symmetric
+    symmetric = load_scorer(trained_package, "onnx", device="cpu", onnx_file=ONNX_FP32)
+    assert symmetric.settings.symmetric and symmetric.rows_per_pair == 2
+    rows = symmetric.encode(PAIRS[:5])
+    assert len(rows) == 10 and rows[5].ids.tolist() == symmetric.encode(swapped)[0].ids.tolist()
     assert symmetric.score(PAIRS[:5]) == pytest.approx(symmetric.score(swapped), abs=1e-6)
     one_way = shutil.copytree(trained_package, tmp_path / "one-way")
     config = (one_way / "config.json").read_text()
     (one_way / "config.json").write_text(config.replace('"symmetric": true', '"symmetric": false'))
-    scorer = OnnxScorer(one_way, device="cpu", onnx_file=ONNX_FP32)
-    assert not scorer.settings.symmetric
+    scorer = load_scorer(one_way, "onnx", device="cpu", onnx_file=ONNX_FP32)
+    assert not scorer.settings.symmetric and len(scorer.encode(PAIRS[:5])) == 5
     assert np.max(np.abs(scorer.score(PAIRS[:5]) - scorer.score(swapped))) > 1e-4
+
+
+def test_truncation_is_reported_per_pair(trained_package):
+    scorer = load_scorer(trained_package, "onnx", device="cpu")
+    long = " ".join(["숙소가 아주 깨끗하고 위치가 좋아요"] * 40)
+    rows = scorer.encode([PAIRS[0], (long, "짧은 문장")])
+    assert scorer.truncated(rows).tolist() == [False, True]
+    assert max(len(row) for row in rows) == scorer.settings.max_length
 
 
 def test_unknown_backend_and_missing_files_say_what_to_do(trained_package, tmp_path):
     with pytest.raises(ValueError, match="choose one of: onnx, torch"):
-        load_scorer(trained_package, "tensorrt")
+        load_runtime(trained_package, "tensorrt")
     onnx_only = shutil.copytree(trained_package, tmp_path / "onnx-only", ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(FileNotFoundError, match="KO_STS_BACKEND=onnx"):
-        TorchScorer(onnx_only)
+        load_runtime(onnx_only, "torch")
     torch_only = shutil.copytree(trained_package, tmp_path / "torch-only", ignore=shutil.ignore_patterns("onnx"))
     with pytest.raises(FileNotFoundError, match="python -m training.export"):
-        OnnxScorer(torch_only)
+        load_runtime(torch_only, "onnx")

@@ -3,35 +3,54 @@
     python -m training.export outputs/me5-small-ko/model
 
 Writes ``onnx/model.onnx`` (float32, dynamic batch and sequence axes) and
-``onnx/model_quantized.onnx`` (ONNX Runtime dynamic int8 quantisation, for CPU serving), then
-scores the validation and dev sets with all three and records in ``metadata.json``: the largest
-|PyTorch - ONNX| score difference and the metrics of each. The validation split is rebuilt
-from the training file and split seed recorded in the metadata (checked by hash).
+``onnx/model_quantized.onnx`` (weight-only int8, for CPU serving: see :mod:`training.quantize`),
+then scores the validation and dev sets with all three and records in ``metadata.json``: the
+largest |PyTorch - ONNX| score difference, the metrics of each, the int8 model's largest and
+99th-percentile difference from float32 per pair, its batch invariance, and reference scores of
+fixed pairs for the service's start-up parity check. The validation split is rebuilt from the
+training file and split seed recorded in the metadata (checked by hash).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
-from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, OnnxScorer, Scorer, TorchScorer
+import models.cross_encoder  # noqa: F401  (registers the mean-pooling head with the Auto classes)
+from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, accepted_inputs
 from models.logs import configure_logging
 from models.package import read_metadata, write_metadata
-from models.pairs import encode_pairs
+from models.pairs import PairTokenizer
+from models.scorer import Scorer, load_scorer
 from training.evaluate import evaluation_sets, score_frame
 from training.metrics import sts_metrics
+from training.quantize import SCHEME, quantize_weights
 
 logger = logging.getLogger("training.export")
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # on the 0-5 score scale, float32 ONNX against float32 PyTorch
+BATCH_TOLERANCE = 1e-4  # a pair's int8 score alone against in a batch
+BATCH_CHECK_PAIRS = 256
+REFERENCE_PAIRS = [
+    (
+        "숙소 위치는 찾기 쉽고 일반적인 한국의 반지하 숙소입니다.",
+        "숙박시설의 위치는 쉽게 찾을 수 있고 한국의 대표적인 반지하 숙박시설입니다.",
+    ),
+    (
+        "회사가 보낸 메일은 이 지메일이 아니라 다른 지메일 계정으로 전달해줘.",
+        "사람들이 주로 네이버 메일을 쓰는 이유를 알려줘",
+    ),
+    ("오늘 서울 날씨는 맑습니다.", "오늘 서울은 비가 옵니다."),
+    ("환불은 언제 받을 수 있나요?", "환불은 언제쯤 처리되나요?"),
+    ("정부는 내년부터 청년 주거 지원을 확대한다.", "내년에 청년 주거 지원이 늘어난다."),
+    ("알람 7시로 맞춰줘", "오늘 저녁 메뉴 추천해줘"),
+]
 EXAMPLE_PAIRS = [
     ("숙소 위치는 찾기 쉽고 일반적인 한국의 반지하 숙소입니다.", "숙박시설의 위치는 쉽게 찾을 수 있습니다."),
     ("좋아요", "별로예요"),
@@ -40,11 +59,11 @@ EXAMPLE_PAIRS = [
 
 def export_onnx(package_dir: Path) -> Path:
     """Exports the float32 PyTorch model to ``onnx/model.onnx`` with dynamic batch and sequence axes."""
-    tokenizer = AutoTokenizer.from_pretrained(package_dir)
     model = AutoModelForSequenceClassification.from_pretrained(package_dir, dtype=torch.float32).eval()
-    inputs = encode_pairs(tokenizer, *zip(*EXAMPLE_PAIRS), max_length=64)
-    # The exporter numbers graph inputs in forward()'s parameter order, whatever the kwargs order.
-    names = [name for name in inspect.signature(model.forward).parameters if name in inputs]
+    arrays = PairTokenizer.from_dir(package_dir, max_length=64)(*zip(*EXAMPLE_PAIRS))
+    # accepted_inputs() keeps forward()'s parameter order, which is how the exporter numbers graph inputs.
+    names = list(accepted_inputs(model.forward))
+    inputs = {name: torch.from_numpy(arrays[name]) for name in names}
     target = package_dir / ONNX_SUBDIR / ONNX_FP32
     target.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript-based exporter: ONNX Runtime's quantiser cannot infer shapes of the
@@ -53,7 +72,7 @@ def export_onnx(package_dir: Path) -> Path:
         model,
         (),
         str(target),
-        kwargs=dict(inputs),
+        kwargs=inputs,
         input_names=names,
         output_names=["logits"],
         dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names}, "logits": {0: "batch"}},
@@ -64,33 +83,21 @@ def export_onnx(package_dir: Path) -> Path:
     return target
 
 
-def quantize_int8(fp32_path: Path) -> Path:
-    """Dynamic int8 quantisation for CPU: weights per output channel, activations at run time.
-
-    Per-channel scales lost less than per-tensor ones on the default model's validation split
-    (Pearson 0.9703 against 0.9697). ``reduce_range`` keeps weights to 7 bits so that CPUs
-    without VNNI cannot saturate their int16 accumulators.
-    """
-    target = fp32_path.with_name(ONNX_INT8)
-    quantize_dynamic(fp32_path, target, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
-    logger.info("quantised %s (%.1f MB)", target, target.stat().st_size / 1e6)
-    return target
-
-
 def export_package(package_dir: Path, quantize: bool = True) -> dict:
-    """Exports, quantises, checks parity and records ONNX metrics in the package's metadata."""
+    """Exports, quantises, checks parity and batch invariance, and records ONNX metrics in the metadata."""
     package_dir = Path(package_dir)
     metadata = read_metadata(package_dir)
     fp32_path = export_onnx(package_dir)
     scorers: dict[str, Scorer] = {
-        "torch": TorchScorer(package_dir, device="cpu"),
-        "onnx_fp32": OnnxScorer(package_dir, device="cpu", onnx_file=ONNX_FP32),
+        "torch": load_scorer(package_dir, "torch", device="cpu"),
+        "onnx_fp32": load_scorer(package_dir, "onnx", device="cpu", onnx_file=ONNX_FP32),
     }
     if quantize:
-        quantize_int8(fp32_path)
-        scorers["onnx_int8"] = OnnxScorer(package_dir, device="cpu", onnx_file=ONNX_INT8)
+        quantize_weights(fp32_path, fp32_path.with_name(ONNX_INT8))
+        scorers["onnx_int8"] = load_scorer(package_dir, "onnx", device="cpu", onnx_file=ONNX_INT8)
     sets = evaluation_sets(metadata)
     report: dict = {"opset": OPSET, "parity_max_abs_delta": 0.0, "parity_pairs": 0}
+    int8: dict = {"scheme": SCHEME, "max_abs_delta": {}, "p99_abs_delta": {}}
     for set_name, frame in sets.items():
         scores = {name: score_frame(scorer, frame) for name, scorer in scorers.items()}
         delta = float(np.max(np.abs(scores["torch"] - scores["onnx_fp32"])))
@@ -99,9 +106,9 @@ def export_package(package_dir: Path, quantize: bool = True) -> dict:
         for name, values in scores.items():
             report.setdefault(name, {})[set_name] = sts_metrics(values, frame["label"].to_numpy())
         if quantize:
-            report.setdefault("int8_max_abs_delta", {})[set_name] = float(
-                np.max(np.abs(scores["torch"] - scores["onnx_int8"]))
-            )
+            difference = np.abs(scores["onnx_fp32"] - scores["onnx_int8"])
+            int8["max_abs_delta"][set_name] = float(difference.max())
+            int8["p99_abs_delta"][set_name] = float(np.percentile(difference, 99))
     logger.info(
         "ONNX parity: max |torch - onnx| = %.2e over %d pairs", report["parity_max_abs_delta"], report["parity_pairs"]
     )
@@ -115,9 +122,37 @@ def export_package(package_dir: Path, quantize: bool = True) -> dict:
             f"ONNX export disagrees with PyTorch by {report['parity_max_abs_delta']:.2e} "
             f"(tolerance {PARITY_TOLERANCE:g}); the export is broken, do not ship it"
         )
+    if quantize:
+        frame = next(iter(sets.values())).head(BATCH_CHECK_PAIRS)
+        int8["batch_invariance_max_abs_delta"] = _batch_dependence(scorers["onnx_int8"], frame)
+        logger.info("int8 (%s): max |int8 - float32| per set %s", SCHEME, int8["max_abs_delta"])
+        if int8["batch_invariance_max_abs_delta"] > BATCH_TOLERANCE:
+            raise RuntimeError(
+                f"int8 scores depend on their batch-mates by up to {int8['batch_invariance_max_abs_delta']:.2e} "
+                f"(tolerance {BATCH_TOLERANCE:g}); do not ship this export"
+            )
+        report["int8"] = int8
+    report["reference"] = reference_scores(scorers)
     metadata["onnx"] = report
     write_metadata(package_dir, metadata)
     return report
+
+
+def _batch_dependence(scorer: Scorer, frame) -> float:
+    """Largest change of a pair's score between scoring it in one batch with the others and alone."""
+    pairs = list(zip(frame["sentence1"], frame["sentence2"]))
+    together = scorer.score(pairs)
+    alone = np.array([scorer.score([pair])[0] for pair in pairs])
+    return float(np.max(np.abs(together - alone)))
+
+
+def reference_scores(scorers: dict[str, Scorer]) -> dict:
+    """Scores of fixed pairs by each runtime file, which the service checks at start-up (parity guard)."""
+    files = {"torch": "torch", "onnx_fp32": ONNX_FP32, "onnx_int8": ONNX_INT8}
+    return {
+        "pairs": [list(pair) for pair in REFERENCE_PAIRS],
+        "scores": {files[name]: scorer.score(REFERENCE_PAIRS).tolist() for name, scorer in scorers.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,60 @@
+"""Service settings: ``KO_STS_*`` environment variables, read once when the service starts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.backends import Backend, Device, TorchDtype
+from models.engine import EngineSettings
+from models.inputs import InputRules
+from models.scorer import BatchLimits
+
+# Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, e.g. ``KO_STS_BACKEND=torch`` or ``KO_STS_MAX_BATCH_TOKENS=16384``."""
+
+    model_config = SettingsConfigDict(env_prefix="KO_STS_")
+
+    model_tag: str = Field("ko-sts:latest", description="model in the BentoML store; 'latest' is the newest")
+    backend: Backend = Field("onnx", description="'onnx' (ONNX Runtime) or 'torch' (PyTorch)")
+    device: Device = Field("auto", description="'auto' takes a CUDA GPU when the backend sees one")
+    onnx_file: str | None = Field(
+        None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
+    )
+    torch_dtype: TorchDtype = Field("auto", description="PyTorch weights' dtype: 'auto' is float16 on CUDA")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 uses every core")
+    workers: int = Field(1, ge=1, description="service processes, each with its own model copy and queue")
+    max_batch_tokens: int | None = Field(
+        None, ge=1, description="most padded tokens in one forward pass (default: 2048 on CPU, 32768 on CUDA)"
+    )
+    max_batch_rows: int = Field(1024, ge=1, description="most sequences in one forward pass")
+    batching: bool = Field(True, description="merge concurrent requests into shared forward passes")
+    batch_wait_ms: float = Field(0.0, ge=0, description="how long a free worker waits for more requests")
+    max_queued_pairs: int = Field(4096, ge=1, description="pairs allowed to wait; more are refused with 429")
+    queue_timeout_ms: float = Field(2000.0, gt=0, description="a request not started by then is refused with 503")
+    tokenizer_threads: int = Field(2, ge=1, description="threads tokenising incoming requests")
+    max_pairs_per_request: int = Field(256, ge=1, description="most pairs (or rank candidates) in one request")
+    max_sentence_chars: int = Field(2000, ge=1, description="most characters in one sentence")
+
+    def batch_limits(self, device: str) -> BatchLimits:
+        """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
+        tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
+        return BatchLimits(max_batch_tokens=tokens, max_batch_rows=self.max_batch_rows)
+
+    def engine(self) -> EngineSettings:
+        """The queueing settings of :class:`models.engine.ScoringEngine`."""
+        return EngineSettings(
+            batching=self.batching,
+            batch_wait_ms=self.batch_wait_ms,
+            max_queued_pairs=self.max_queued_pairs,
+            queue_timeout_ms=self.queue_timeout_ms,
+            tokenizer_threads=self.tokenizer_threads,
+        )
+
+    def input_rules(self) -> InputRules:
+        """Limits on one request, the same for HTTP and gRPC."""
+        return InputRules(max_pairs=self.max_pairs_per_request, max_sentence_chars=self.max_sentence_chars)

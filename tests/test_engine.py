@@ -1,0 +1,237 @@
+"""The serving engine on the tiny model: batching across requests, bounds, deadlines, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from models.backends import Runtime
+from models.engine import EngineSettings, ScoringEngine
+from models.errors import DeadlineExceeded, Overloaded, QueueTimeout, Unavailable
+from models.scorer import BatchLimits, Scorer, load_scorer
+from tests.conftest import KLUE_DEV
+from training.data import read_pairs
+
+PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(48).itertuples()]
+
+
+class GatedRuntime(Runtime):
+    """The real runtime behind a gate: passes wait until the test opens it, and are counted."""
+
+    def __init__(self, inner: Runtime):
+        self.inner = inner
+        self.backend, self.device, self.input_names = inner.backend, inner.device, inner.input_names
+        self.description = inner.description
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.rows_run = 0
+
+    def launch(self, batch):
+        self.entered.set()
+        self.gate.wait(timeout=30)
+        self.rows_run += len(batch["input_ids"])
+        return self.inner.launch(batch)
+
+
+class Rounds:
+    """An engine observer that records what each round held."""
+
+    def __init__(self):
+        self.rounds: list[int] = []
+        self.refused: list[str] = []
+
+    def request_done(self, pairs, tokenize_s, queue_s, inference_s):
+        assert min(tokenize_s, queue_s, inference_s) >= 0
+
+    def round_done(self, pairs, rows, tokens, padded_tokens, passes):
+        assert padded_tokens >= tokens and passes >= 1
+        self.rounds.append(pairs)
+
+    def queue_changed(self, queued_pairs):
+        assert queued_pairs >= 0
+
+    def request_refused(self, reason):
+        self.refused.append(reason)
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_package) -> Scorer:
+    return load_scorer(trained_package, "onnx", device="cpu", limits=BatchLimits(max_batch_tokens=1024))
+
+
+@pytest.fixture
+def gated(scorer):
+    runtime = GatedRuntime(scorer.runtime)
+    yield Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits), runtime
+    runtime.gate.set()
+
+
+def _engine(scorer, observer=None, **settings) -> ScoringEngine:
+    return ScoringEngine(scorer, EngineSettings(**settings), observer)
+
+
+def test_concurrent_requests_share_rounds_and_each_gets_its_own_scores(gated):
+    scorer, runtime = gated
+    observer = Rounds()
+    engine = _engine(scorer, observer)
+    requests = [PAIRS[i : i + 3] for i in range(0, 48, 3)]
+
+    async def main():
+        first = asyncio.create_task(engine.score(requests[0]))
+        await asyncio.to_thread(runtime.entered.wait, 10)  # the worker holds the first request at the gate
+        rest = [asyncio.create_task(engine.score(r)) for r in requests[1:]]
+        await asyncio.sleep(0.2)
+        runtime.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        engine.close()
+    expected = scorer.score(PAIRS)
+    truncated = scorer.truncated(scorer.encode(PAIRS))
+    assert 0 < truncated.sum() < len(PAIRS)  # the tiny model's 64-token budget cuts a few dev pairs
+    for i, result in enumerate(results):
+        assert result.scores == pytest.approx(expected[3 * i : 3 * i + 3], abs=1e-4)
+        assert result.truncated.tolist() == truncated[3 * i : 3 * i + 3].tolist()
+    assert observer.rounds[0] == 3 and sum(observer.rounds) == 48
+    assert len(observer.rounds) < len(requests), "the queued requests were not merged"
+
+
+def test_without_batching_each_request_runs_alone(scorer):
+    observer = Rounds()
+    engine = _engine(scorer, observer, batching=False)
+
+    async def main():
+        return await asyncio.gather(*(engine.score(PAIRS[i : i + 4]) for i in range(0, 24, 4)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
+    assert observer.rounds == [4] * 6
+
+
+def test_a_full_queue_refuses_at_once_and_recovers(gated):
+    scorer, runtime = gated
+    observer = Rounds()
+    engine = _engine(scorer, observer, max_queued_pairs=8)
+    pool = [threading.Thread(target=engine.score_blocking, args=(PAIRS[:4],)) for _ in range(3)]
+    try:
+        pool[0].start()  # taken by the worker, held at the gate
+        assert runtime.entered.wait(10)
+        for thread in pool[1:]:  # these two fill the queue
+            thread.start()
+        _wait_for(lambda: engine.queued_pairs == 8)
+        with pytest.raises(Overloaded, match="at most 8") as refused:
+            engine.score_blocking(PAIRS[:1])
+        assert refused.value.status.http == 429 and refused.value.retry_after_s
+        runtime.gate.set()
+        for thread in pool:
+            thread.join(timeout=30)
+        assert engine.score_blocking(PAIRS[:2]).scores.shape == (2,)
+    finally:
+        engine.close()
+    assert observer.refused == ["overloaded"]
+
+
+def test_requests_that_wait_too_long_are_refused_not_computed(gated):
+    scorer, runtime = gated
+    engine = _engine(scorer, queue_timeout_ms=100)
+    holder = threading.Thread(target=engine.score_blocking, args=(PAIRS[:1],))
+    try:
+        holder.start()
+        assert runtime.entered.wait(10)
+        late = {}
+        waiter = threading.Thread(target=_capture, args=(late, engine.score_blocking, PAIRS[1:5]))
+        waiter.start()
+        _wait_for(lambda: engine.queued_pairs == 4)
+        threading.Event().wait(0.3)  # longer than the queue timeout
+        runtime.gate.set()
+        waiter.join(timeout=30)
+        holder.join(timeout=30)
+    finally:
+        engine.close()
+    assert isinstance(late["error"], QueueTimeout) and late["error"].status.http == 503
+    assert runtime.rows_run == scorer.rows_per_pair * 1  # only the first request was computed
+
+
+def test_a_callers_deadline_drops_its_work(gated):
+    scorer, runtime = gated
+    engine = _engine(scorer)
+    holder = threading.Thread(target=engine.score_blocking, args=(PAIRS[:1],))
+    try:
+        holder.start()
+        assert runtime.entered.wait(10)
+        late = {}
+        waiter = threading.Thread(target=_capture, args=(late, engine.score_blocking, PAIRS[1:3], 0.05))
+        waiter.start()
+        threading.Event().wait(0.3)
+        runtime.gate.set()
+        waiter.join(timeout=30)
+        holder.join(timeout=30)
+    finally:
+        engine.close()
+    assert isinstance(late["error"], DeadlineExceeded) and late["error"].status.grpc == "DEADLINE_EXCEEDED"
+
+
+def test_cancelled_requests_are_skipped(gated):
+    scorer, runtime = gated
+    observer = Rounds()
+    engine = _engine(scorer, observer)
+
+    async def main():
+        holder = asyncio.create_task(engine.score(PAIRS[:1]))
+        await asyncio.to_thread(runtime.entered.wait, 10)
+        gone = asyncio.create_task(engine.score(PAIRS[1:9]))
+        await asyncio.sleep(0.2)
+        gone.cancel()
+        await asyncio.sleep(0.05)
+        runtime.gate.set()
+        return await holder
+
+    try:
+        assert asyncio.run(main()).scores.shape == (1,)
+        _wait_for(lambda: "cancelled" in observer.refused)
+    finally:
+        engine.close()
+    assert runtime.rows_run == scorer.rows_per_pair * 1
+
+
+def test_closing_refuses_waiting_requests_and_finishes_the_running_round(gated):
+    scorer, runtime = gated
+    engine = _engine(scorer)
+    running, waiting = {}, {}
+    holder = threading.Thread(target=_capture, args=(running, engine.score_blocking, PAIRS[:1]))
+    holder.start()
+    assert runtime.entered.wait(10)
+    waiter = threading.Thread(target=_capture, args=(waiting, engine.score_blocking, PAIRS[1:3]))
+    waiter.start()
+    _wait_for(lambda: engine.queued_pairs == 2)
+    closer = threading.Thread(target=engine.close)
+    closer.start()
+    waiter.join(timeout=30)
+    assert isinstance(waiting["error"], Unavailable)
+    runtime.gate.set()
+    closer.join(timeout=30)
+    holder.join(timeout=30)
+    assert running["result"].scores.shape == (1,)
+    with pytest.raises(Unavailable):
+        engine.score_blocking(PAIRS[:1])
+
+
+def _capture(into: dict, function, *args):
+    try:
+        into["result"] = function(*args)
+    except Exception as error:  # the test inspects it
+        into["error"] = error
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

@@ -1,0 +1,50 @@
+"""Score settings: activations, both orders, calibration, and config.json round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.scoring import Calibration, ScoreSettings, ScoreSettingsError
+
+
+def test_identity_scores_are_clipped_to_zero_five():
+    settings = ScoreSettings(activation="identity")
+    assert settings.to_scores(np.array([[-1.0], [2.5], [7.0]])).tolist() == [0.0, 2.5, 5.0]
+
+
+def test_sigmoid_scores_span_zero_to_five():
+    settings = ScoreSettings(activation="sigmoid")
+    assert settings.to_scores(np.array([0.0, -50.0, 50.0])) == pytest.approx([2.5, 0.0, 5.0])
+
+
+def test_symmetric_rows_average_both_orders_before_calibration():
+    calibration = Calibration(x=(0.0, 2.0, 5.0), y=(0.0, 3.0, 5.0))
+    settings = ScoreSettings(activation="identity", symmetric=True, calibration=calibration)
+    # rows: pair 0, pair 1, then pair 0 swapped, pair 1 swapped
+    scores = settings.scores_from_rows(np.array([1.0, 4.0, 3.0, 5.0]))
+    assert scores == pytest.approx([3.0, 3.0 + (4.5 - 2.0) * (2.0 / 3.0)])
+
+
+def test_calibration_must_be_strictly_increasing_and_cover_the_scale():
+    with pytest.raises(ScoreSettingsError, match="strictly increasing"):
+        Calibration(x=(0.0, 2.0, 2.0, 5.0), y=(0.0, 1.0, 2.0, 5.0))
+    with pytest.raises(ScoreSettingsError, match="strictly increasing"):
+        Calibration(x=(0.0, 2.0, 5.0), y=(0.0, 3.0, 3.0))
+    with pytest.raises(ScoreSettingsError, match="0-5"):
+        Calibration(x=(1.0, 5.0), y=(0.0, 5.0))
+    scores = np.linspace(0, 5, 50)
+    calibrated = Calibration(x=(0.0, 1.0, 4.0, 5.0), y=(0.0, 2.0, 3.5, 5.0))(scores)
+    assert np.all(np.diff(calibrated) > 0)  # rankings are kept
+
+
+def test_settings_round_trip_through_config_json(tmp_path):
+    settings = ScoreSettings("sigmoid", 96, True, Calibration(x=(0.0, 5.0), y=(0.5, 4.5)))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "ko_sts": settings.to_dict()}))
+    assert ScoreSettings.from_model_dir(tmp_path) == settings
+    assert "calibration" not in ScoreSettings().to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ScoreSettingsError, match="not trained by ko-sts-serve"):
+        ScoreSettings.from_model_dir(tmp_path)
