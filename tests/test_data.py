@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import KLUE_DEV, REPO
 from training.data import (
     DataValidationError,
+    drop_pairs_sharing_sentences,
     merge_duplicate_pairs,
     read_pairs,
     split_train_validation,
@@ -34,6 +35,26 @@ def test_shipped_korsts_reads_score_column():
     pairs = read_pairs(REPO / "data/korsts/korsts_dev.jsonl")
     assert len(pairs) == 1500
     assert pairs.loc[0, "label"] == 5.0
+
+
+def test_sources_come_from_klue_source_korsts_genre_or_are_unknown(tmp_path):
+    assert set(read_pairs(KLUE_DEV)["source"]) == {
+        "airbnb-rtt",
+        "airbnb-sampled",
+        "policy-rtt",
+        "policy-sampled",
+        "paraKQC-para",
+        "paraKQC-sampled",
+    }
+    korsts = read_pairs(REPO / "data/korsts/korsts_dev.jsonl")["source"]
+    assert set(korsts) == {"korsts-main-captions", "korsts-main-news", "korsts-main-forums"}
+    mine = write_jsonl(
+        tmp_path / "mine.jsonl",
+        [{"sentence1": "가", "sentence2": "나", "score": 1}, {"sentence1": "다", "sentence2": "라", "score": 2}],
+    )
+    assert read_pairs(mine)["source"].tolist() == ["unknown", "unknown"]
+    blank = write_jsonl(tmp_path / "blank.jsonl", [{"sentence1": "가", "sentence2": "나", "score": 1, "source": " "}])
+    assert read_pairs(blank)["source"].tolist() == ["unknown"]
 
 
 def test_klue_official_json_list_with_nested_labels(tmp_path):
@@ -125,7 +146,8 @@ def test_duplicate_pairs_merge_into_the_mean_label(caplog):
             "location": ["line 1", "line 2", "line 3", "line 4"],
         }
     )
-    merged = merge_duplicate_pairs(pairs, "pairs.jsonl")
+    merged = merge_duplicate_pairs(pairs.assign(source=["s1", "s2", "s3", "s4"]), "pairs.jsonl")
+    assert merged["source"].tolist() == ["s1", "s3"]
     assert merged[["sentence1", "sentence2", "label", "location"]].values.tolist() == [
         ["가", "나", 2.0, "line 1"],
         ["다", "라", 4.0, "line 3"],
@@ -157,3 +179,16 @@ def test_swapped_pairs_follow_the_originals():
     both = with_swapped_pairs(pairs)
     assert both[["sentence1", "sentence2"]].values.tolist() == [["가", "나"], ["나", "가"]]
     assert both["label"].tolist() == [2.0, 2.0]
+
+
+def test_pairs_sharing_a_held_out_sentence_are_dropped():
+    held_out = pd.DataFrame({"sentence1": ["숙소가 깨끗해요."], "sentence2": ["위치가 좋아요"]})
+    extra = pd.DataFrame(
+        {
+            "sentence1": ["숙소가 깨끗해요", "방이 넓어요.", "호스트가 친절해요."],
+            "sentence2": ["숙소가 깨끗하지 않아요.", "위치가 좋아요!", "호스트가 불친절해요."],
+            "label": [1.0, 2.0, 1.0],
+        }
+    )
+    kept = drop_pairs_sharing_sentences(extra, [held_out], "extra")
+    assert kept["sentence1"].tolist() == ["호스트가 친절해요."]

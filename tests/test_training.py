@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
+from transformers import TrainerControl
 
 from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR
 from models.cross_encoder import ScoreSettings, build_cross_encoder
 from models.package import read_metadata
 from tests.conftest import TINY_CONFIG
-from training.arguments import parse_arguments
+from training.arguments import arguments_from_dict, parse_arguments, selection_score, selection_weights, use_bf16
 from training.data import file_sha256
 from training.soup import average_weights
-from training.trainer import layerwise_parameter_groups
+from training.trainer import SelectBestEpoch, TimeLimit, layerwise_parameter_groups
+
+KORSTS_TRAIN = "data/korsts/korsts_train.jsonl"
 
 
 def test_tiny_run_learns_and_records_everything(trained_package):
@@ -26,27 +33,49 @@ def test_tiny_run_learns_and_records_everything(trained_package):
     assert set(metadata["metrics"]) == {"validation", "dev"}
     assert metadata["hyperparameters"]["pooling"] == "mean" and metadata["score_settings"]["symmetric"]
     assert metadata["hyperparameters"]["max_train_samples"] == 2000
+    assert metadata["hyperparameters"]["split"] == "grouped"
     assert metadata["data"]["dev"][0]["sha256"] == file_sha256("data/klue-sts/klue_sts_dev.jsonl")
     assert metadata["best_epoch"] in (1.0, 2.0, 3.0)
     assert {"torch", "transformers", "onnxruntime"} <= set(metadata["versions"])
+    assert len(metadata["metrics_by_source"]["dev"]) == 6
+    assert sum(m["pairs"] for m in metadata["metrics_by_source"]["dev"].values()) == 519
+    assert metadata["selection"]["score"] == pytest.approx(metadata["metrics"]["validation"]["balanced_pearson"])
+    assert metadata["split"]["validation"] == pytest.approx(1166, abs=20)
 
 
 def test_selected_epoch_is_the_best_on_validation_not_dev(trained_package):
     history = json.loads((trained_package / "report/history.json").read_text())
-    epochs = [e for e in history if "eval_validation_pearson" in e]
+    epochs = [e for e in history if "eval_selection" in e]
     assert len(epochs) == 3
-    best = max(epochs, key=lambda e: e["eval_validation_pearson"])
+    best = max(epochs, key=lambda e: e["eval_selection"])
     metadata = read_metadata(trained_package)
     assert metadata["best_epoch"] == best["epoch"]
-    assert metadata["metrics"]["validation"]["pearson"] == pytest.approx(best["eval_validation_pearson"], abs=1e-6)
+    assert metadata["metrics"]["validation"]["balanced_pearson"] == pytest.approx(best["eval_selection"], abs=1e-6)
+    validation = {e["epoch"]: e["eval_validation_balanced_pearson"] for e in history if "eval_validation_pearson" in e}
+    assert validation[best["epoch"]] == pytest.approx(best["eval_selection"])
+
+
+def test_run_record_keeps_every_epochs_scores(trained_package):
+    run_dir = trained_package.parent
+    record = json.loads((run_dir / "run.json").read_text())
+    assert (
+        record["selection_metric"] == "balanced_pearson"
+        and record["best_epoch"] == read_metadata(trained_package)["best_epoch"]
+    )
+    arrays = np.load(run_dir / "scores.npz")
+    assert arrays["dev.epoch_scores"].shape == (3, 519)
+    assert arrays["validation.epoch_scores"].shape[1] == len(arrays["validation.labels"])
+    best = int(record["best_epoch"]) - 1
+    np.testing.assert_allclose(arrays["dev.scores"], arrays["dev.epoch_scores"][best], atol=1e-5)
 
 
 def test_export_writes_both_onnx_files_and_agrees_with_pytorch(trained_package):
     assert (trained_package / ONNX_SUBDIR / ONNX_FP32).is_file()
     assert (trained_package / ONNX_SUBDIR / ONNX_INT8).is_file()
-    onnx = read_metadata(trained_package)["onnx"]
+    metadata = read_metadata(trained_package)
+    onnx = metadata["onnx"]
     assert onnx["parity_max_abs_delta"] < 1e-3
-    assert onnx["parity_pairs"] == 1166 + 519
+    assert onnx["parity_pairs"] == metadata["split"]["validation"] + 519
     # int8 noise is large next to this random model's narrow score range; the shipped model's
     # int8 accuracy is checked on the full dev set in test_default_model.py
     assert onnx["int8_max_abs_delta"]["dev"] < 0.25
@@ -57,13 +86,15 @@ def test_report_is_written_with_plots(trained_package):
     report = trained_package / "report"
     for name in ("README.md", "learning_curves.png", "dev_scatter.png", "history.json", "dev_predictions.json"):
         assert (report / name).stat().st_size > 0, name
-    assert "| validation |" in (report / "README.md").read_text()
+    summary = (report / "README.md").read_text()
+    assert "| validation |" in summary and "## Per source" in summary and "| paraKQC-para |" in summary
 
 
 def test_config_file_and_flags_combine_and_mistakes_are_refused(tmp_path):
-    model_args, data_args, _, args = parse_arguments(["--config", str(TINY_CONFIG), "--learning_rate", "3e-4"])
+    model_args, data_args, pipeline, args = parse_arguments(["--config", str(TINY_CONFIG), "--learning_rate", "3e-4"])
     assert args.learning_rate == 3e-4 and data_args.max_length == 64 and model_args.pooling == "cls"
-    assert args.metric_for_best_model == "validation_pearson" and args.load_best_model_at_end
+    assert args.metric_for_best_model == "selection" and pipeline.selection_metric == "balanced_pearson"
+    assert args.save_strategy == "no" and not args.load_best_model_at_end  # selected weights stay in memory
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY_CONFIG.read_text() + "learning_rat: 0.1\n")
     with pytest.raises(ValueError, match="unknown key.*learning_rat"):
@@ -72,6 +103,37 @@ def test_config_file_and_flags_combine_and_mistakes_are_refused(tmp_path):
         parse_arguments(["--config", str(TINY_CONFIG), "--metric_for_best_model", "dev_pearson"])
     with pytest.raises(ValueError, match="pooling must be"):
         parse_arguments(["--config", str(TINY_CONFIG), "--pooling", "max"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        parse_arguments(["--config", str(TINY_CONFIG), "--split", "sorted"])
+    with pytest.raises(ValueError, match="selection_metric must be one of"):
+        parse_arguments(["--config", str(TINY_CONFIG), "--selection_metric", "dev_pearson"])
+
+
+def test_bf16_false_is_respected_on_a_bf16_gpu(monkeypatch):
+    assert not parse_arguments(["--config", str(TINY_CONFIG), "--bf16", "false"])[3].bf16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert not use_bf16(False)
+    assert use_bf16(None) and use_bf16(True)  # unset: bf16 wherever the GPU supports it
+
+
+def test_bf16_without_a_gpu_falls_back_to_float32(caplog):
+    assert not parse_arguments(["--config", str(TINY_CONFIG)])[3].bf16
+    with caplog.at_level(logging.WARNING, logger="training"):
+        assert not use_bf16(True)
+    assert "training in float32" in caplog.text
+
+
+def test_selection_score_weighs_validation_and_extra_validation_sets():
+    assert selection_weights("balanced_pearson", [], 0.25) == {("validation", "balanced_pearson"): 1.0}
+    weights = selection_weights("pearson", ["data/a.jsonl", "data/b.jsonl"], 0.2)
+    assert weights == {
+        ("validation", "pearson"): 0.8,
+        ("validation_a", "pearson"): 0.1,
+        ("validation_b", "pearson"): 0.1,
+    }
+    metrics = {"validation": {"pearson": 0.9}, "validation_a": {"pearson": 0.5}, "validation_b": {"pearson": 0.7}}
+    assert selection_score(metrics, weights) == pytest.approx(0.72 + 0.05 + 0.07)
 
 
 def test_layerwise_decay_gives_lower_layers_smaller_rates(tiny_base):
@@ -99,6 +161,32 @@ def test_weight_average_is_elementwise_mean(tmp_path):
     assert load_file(first / "model.safetensors")["w"][0, 0] == 1.0
 
 
+def test_best_epoch_weights_are_kept_in_memory_and_restored():
+    model = torch.nn.Linear(2, 1)
+    callback = SelectBestEpoch("eval_selection", keep=2, patience=2)
+    control = TrainerControl()
+    for epoch, score in enumerate((0.5, 0.8, 0.7, 0.6), start=1):
+        torch.nn.init.constant_(model.weight, float(epoch))
+        callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch)), control, {"eval_selection": score}, model=model)
+        callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch)), control, {"eval_dev_pearson": 1.0}, model=model)
+    assert [(score, epoch) for score, epoch, _ in callback.best] == [(0.8, 2.0), (0.7, 3.0)]
+    assert control.should_training_stop  # two epochs without a better score
+    callback.on_train_end(None, None, control, model=model)
+    assert torch.all(model.weight == 2.0) and callback.best_epoch == 2.0
+
+
+def test_time_limit_stops_after_the_epoch_that_would_overrun():
+    limit = TimeLimit(stop_at=time.time() + 3600)
+    control = TrainerControl()
+    limit.on_epoch_begin(None, None, control)
+    limit.on_epoch_end(None, SimpleNamespace(epoch=1.0), control)
+    assert not control.should_training_stop
+    limit.stop_at = time.time() + 0.5
+    limit._epoch_started = time.time() - 1.0  # an epoch takes 1 s: the next one would end too late
+    limit.on_epoch_end(None, SimpleNamespace(epoch=2.0), control)
+    assert control.should_training_stop and limit.stopped
+
+
 def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trained_package, tmp_path):
     from training.release import release
 
@@ -112,10 +200,12 @@ def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trai
         "tokenizer.json",
         "tokenizer_config.json",
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default"]  # no staging folder left behind
     assert [p.name for p in (target / "onnx").iterdir()] == ["model_quantized.onnx"]
     int8 = read_metadata(target)["onnx"]["onnx_int8"]["dev"]
     card = (target / "MODEL_CARD.md").read_text()
     assert f"Pearson {int8['pearson']:.4f}, F1 {int8['f1']:.4f}" in card and "Made by the test suite." in card
+    assert "near-duplicate" in card and "| paraKQC-para |" in card
     no_export = tmp_path / "no-export"
     no_export.mkdir()
     (no_export / "metadata.json").write_text(json.dumps({"onnx": {}}))
@@ -123,22 +213,128 @@ def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trai
         release(no_export, "", tmp_path / "other")
 
 
-def test_checkpoint_averaging_is_kept_only_when_validation_improves(tiny_base, tmp_path):
-    from training.arguments import arguments_from_dict
+def test_an_oversized_release_leaves_the_current_default_in_place(trained_package, tmp_path, monkeypatch):
+    import training.release
+
+    target = tmp_path / "default"
+    target.mkdir()
+    (target / "MODEL_CARD.md").write_text("the current default")
+    monkeypatch.setattr(training.release, "MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match="over the 0 MB budget.*unchanged"):
+        training.release.release(trained_package, "too big", target)
+    assert (target / "MODEL_CARD.md").read_text() == "the current default"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default"]
+
+
+def test_saving_in_float16_leaves_the_trained_model_in_float32(tiny_base, tmp_path):
+    from training.train import save_model_package
+
+    arguments = parse_arguments(
+        ["--config", str(TINY_CONFIG), "--model_name_or_path", str(tiny_base), "--save_dtype", "float16"]
+    )
+    model = build_cross_encoder(str(tiny_base), "cls", ScoreSettings())
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    from transformers import AutoTokenizer
+
+    result = SimpleNamespace(
+        trainer=SimpleNamespace(model=model, processing_class=AutoTokenizer.from_pretrained(tiny_base)),
+        settings=ScoreSettings(),
+        metrics={},
+        metrics_by_source={},
+        selection=0.0,
+        best_epoch=1.0,
+        averaged_checkpoints=[],
+        averaging=None,
+        calibration=None,
+        data=SimpleNamespace(train=[0] * 3, held_out={}, files={}),
+        runtime_s=1.0,
+        stopped_by_time_limit=False,
+    )
+    save_model_package(result, arguments, tmp_path / "model")
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert all(t.dtype == torch.float16 for t in saved.values() if t.is_floating_point())
+    for name, tensor in model.state_dict().items():
+        assert tensor.dtype == before[name].dtype and torch.equal(tensor, before[name]), name
+
+
+@pytest.fixture(scope="module")
+def options_run(tiny_base, tmp_path_factory):
+    """One short run with most options on: held-out sets of every kind, soft labels, R-Drop, averaging."""
     from training.train import fine_tune
 
+    output_dir = tmp_path_factory.mktemp("options-run")
+    soft = output_dir / "soft.jsonl"
+    soft.write_text(
+        "".join(
+            json.dumps({"sentence1": f"새로운 문장 {i}입니다.", "sentence2": f"다른 문장 {i}입니다.", "label": 0.5})
+            + "\n"
+            for i in range(20)
+        ),
+        encoding="utf-8",
+    )
     values = yaml.safe_load(TINY_CONFIG.read_text())
     values.update(
         model_name_or_path=str(tiny_base),
-        output_dir=str(tmp_path),
-        num_train_epochs=3,
+        output_dir=str(output_dir),
+        max_train_samples=300,
+        num_train_epochs=2,
         average_top_k=2,
+        symmetric=True,
+        objective="bce",
+        rdrop_alpha=1.0,
+        random_holdout_fraction=0.05,
+        cv_folds=4,
+        cv_fold=1,
+        extra_validation_files=[KORSTS_TRAIN],
+        selection_extra_weight=0.25,
+        soft_label_file=str(soft),
         save_to_store=False,
         export_onnx=False,
         disable_tqdm=True,
     )
-    result = fine_tune(arguments_from_dict(values))
-    best_epoch = max(e["eval_validation_pearson"] for e in result.history if "eval_validation_pearson" in e)
-    final = result.metrics["validation"]["pearson"]
-    assert final >= best_epoch - 1e-6
-    assert bool(result.averaged_checkpoints) == (final > best_epoch + 1e-6)
+    arguments = arguments_from_dict(values)
+    return arguments, fine_tune(arguments)
+
+
+def test_every_held_out_set_is_scored_every_epoch(options_run):
+    _, result = options_run
+    held = {"validation", "validation_random", "cv_fold", "validation_korsts_train"}
+    assert set(result.data.held_out) == held
+    assert len(result.data.train) == 300 + 20  # the soft-label file's new pairs are added
+    for name in [*held, "dev"]:
+        assert len(result.epoch_scores[name]) == 2 and len(result.epoch_scores[name][0]) == len(result.sets()[name])
+    keys = lambda f: set(zip(f["sentence1"], f["sentence2"]))  # noqa: E731
+    train = keys(result.data.train)
+    assert all(not train & keys(frame) for frame in result.data.held_out.values())
+    weights = selection_weights("balanced_pearson", [KORSTS_TRAIN], 0.25)
+    assert result.selection == pytest.approx(selection_score(result.metrics, weights))
+
+
+def test_weight_averaging_records_what_it_tried(options_run):
+    """Averaging that ran and was rejected differs from averaging that never ran."""
+    _, result = options_run
+    averaging = result.averaging
+    assert averaging is not None and sorted(averaging["epochs"]) == [1.0, 2.0]
+    assert averaging["kept"] == (averaging["validation_average"] > averaging["validation_single"])
+    assert result.selection == pytest.approx(
+        averaging["validation_average"] if averaging["kept"] else averaging["validation_single"], abs=1e-6
+    )
+    assert bool(result.averaged_checkpoints) == averaging["kept"]
+
+
+def test_calibration_in_training_records_metrics_with_and_without(options_run, tmp_path):
+    from training.train import calibrate_result, save_model_package, write_run_record
+
+    arguments, result = options_run
+    raw_dev = result.scores["dev"].copy()
+    record = calibrate_result(result, "balanced")
+    assert record["metrics"]["dev"]["uncalibrated"]["pearson"] == pytest.approx(
+        np.corrcoef(raw_dev, result.data.evaluation["dev"]["label"])[0, 1]
+    )
+    assert result.metrics["dev"]["f1"] == pytest.approx(record["metrics"]["dev"]["calibrated"]["f1"])
+    np.testing.assert_allclose(result.scores["dev"], result.settings.calibration(raw_dev))
+    save_model_package(result, arguments, tmp_path / "model")
+    assert ScoreSettings.from_model_dir(tmp_path / "model").calibration == result.settings.calibration
+    assert read_metadata(tmp_path / "model")["calibration"] == record
+    write_run_record(result, arguments, tmp_path)
+    assert json.loads((tmp_path / "run.json").read_text())["calibration"]["knots"] == record["knots"]

@@ -17,9 +17,11 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from training.splits import SplitSettings
+
 logger = logging.getLogger("training")
 
-SELECTION_METRIC = "validation_pearson"
+SELECTION_METRICS = ("balanced_pearson", "pearson", "spearman")
 
 
 @dataclass
@@ -45,6 +47,13 @@ class ModelArguments:
         default=False,
         metadata={"help": "Train on both sentence orders and average both orders when scoring."},
     )
+    rdrop_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "R-Drop: each batch runs twice (two dropout masks) and the squared difference of the two "
+            "0-1 scores, times this weight, is added to the loss (0 = off)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
@@ -53,6 +62,8 @@ class ModelArguments:
             raise ValueError(f"objective must be 'mse' or 'bce', got {self.objective!r}")
         if not 0.0 < self.layerwise_lr_decay <= 1.0:
             raise ValueError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if self.rdrop_alpha < 0:
+            raise ValueError(f"rdrop_alpha must be 0 (off) or positive, got {self.rdrop_alpha}")
 
 
 @dataclass
@@ -69,29 +80,142 @@ class DataArguments:
     extra_eval_files: list[str] = field(
         default_factory=list, metadata={"help": "Out-of-domain sets reported at the end (e.g. KorSTS dev)."}
     )
+    extra_validation_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Files whose held-out slice (extra_validation_fraction, split like train_file) is another "
+            "validation set, `validation_<stem>`, evaluated every epoch and weighted into selection by "
+            "selection_extra_weight (e.g. KorSTS train: selection that also values out-of-domain pairs). Pairs "
+            "sharing a sentence with the slice are dropped from extra training files."
+        },
+    )
+    extra_validation_fraction: float = field(
+        default=0.2, metadata={"help": "Share of each extra_validation_files file held out."}
+    )
     label_column: str | None = field(default=None, metadata={"help": "Label column; detected when not given."})
+    split: str = field(
+        default="grouped",
+        metadata={
+            "help": "'grouped': pairs linked by equal or near-duplicate sentences stay on one side, folds "
+            "stratified by source and label bin; 'random': a seeded shuffle (the first default model's split). "
+            "See training/splits.py."
+        },
+    )
     validation_fraction: float = field(
-        default=0.1, metadata={"help": "Share of train_file held out for model selection (9:1 by default)."}
+        default=0.1,
+        metadata={"help": "Share of train_file held out for model selection (grouped: one of round(1/x) folds)."},
     )
     split_seed: int = field(
         default=42, metadata={"help": "Seed of the train/validation split (kept fixed while tuning)."}
+    )
+    near_duplicate_threshold: float = field(
+        default=0.8,
+        metadata={"help": "Grouped split: sentences whose character 3-gram TF-IDF cosine reaches this are linked."},
+    )
+    cv_folds: int = field(
+        default=0,
+        metadata={
+            "help": "Cross-validation: split what validation leaves into this many folds (grouped like `split`) "
+            "and hold out fold `cv_fold` as the `cv_fold` set (0 = off). Epochs are still selected on validation."
+        },
+    )
+    cv_fold: int = field(default=0, metadata={"help": "Which cross-validation fold to hold out (0-based)."})
+    random_holdout_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Also hold out this share of train_file at random as `validation_random` (the old scheme's "
+            "validation), reported every epoch and never selected on: training.selection compares the schemes."
+        },
+    )
+    soft_label_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pairs with teacher labels (training.distill): they replace the labels of the same training "
+            "pairs; pairs not in train_file are added as training pairs. Held-out pairs keep gold labels."
+        },
+    )
+    exclude_held_out_sentences: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop extra and soft-label training pairs that share a sentence with a held-out set "
+            "(augmented pairs built from train_file's sentences would leak)."
+        },
     )
     max_length: int = field(default=128, metadata={"help": "Token budget per pair; longer pairs are truncated."})
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training pairs after the split (quick runs, tests)."}
     )
 
+    def split_settings(self) -> SplitSettings:
+        """The split fields as :class:`training.splits.SplitSettings` (validated)."""
+        return SplitSettings(
+            split=self.split,
+            validation_fraction=self.validation_fraction,
+            split_seed=self.split_seed,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+            cv_folds=self.cv_folds,
+            cv_fold=self.cv_fold,
+            random_holdout_fraction=self.random_holdout_fraction,
+        )
+
+    def extra_validation_settings(self) -> SplitSettings:
+        """How the held-out slice of each extra_validation_files file is cut."""
+        return SplitSettings(
+            split=self.split,
+            validation_fraction=self.extra_validation_fraction,
+            split_seed=self.split_seed,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+        )
+
 
 @dataclass
 class PipelineArguments:
     """What happens after fine-tuning: averaging, export, report and the model store."""
 
+    selection_metric: str = field(
+        default="balanced_pearson",
+        metadata={
+            "help": "Validation metric that selects the epoch (and recipes, merges): balanced_pearson (each "
+            "label bin weighs the same), pearson or spearman. Always on validation, never on dev."
+        },
+    )
+    selection_extra_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the extra validation sets (their mean Pearson) in the selection score; the "
+            "validation split's selection_metric gets the rest."
+        },
+    )
     average_top_k: int = field(
         default=0,
-        metadata={"help": "Average the weights of the k best epoch checkpoints; kept only if validation improves."},
+        metadata={
+            "help": "Average the weights of the k best epochs (kept in memory); kept only if validation improves."
+        },
     )
     early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many epochs without a better validation Pearson."}
+        default=None, metadata={"help": "Stop after this many epochs without a better validation selection metric."}
+    )
+    save_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write a checkpoint (weights and optimizer) every epoch. The selected weights are kept "
+            "in memory either way; checkpoints only cost time unless you resume from them."
+        },
+    )
+    stop_at: float | None = field(
+        default=None,
+        metadata={"help": "Unix time: stop after the epoch at which another epoch would end past it (time budgets)."},
+    )
+    calibrate: bool = field(
+        default=False,
+        metadata={
+            "help": "Fit a monotone score calibration on the validation predictions and store it with the model "
+            "(training.calibrate); metrics are recorded with and without it."
+        },
+    )
+    calibration_weighting: str = field(
+        default="balanced",
+        metadata={"help": "Calibration fit weights: 'balanced' (each label bin the same) or 'none'."},
     )
     export_onnx: bool = field(default=True, metadata={"help": "Export ONNX (float32 and int8) and check parity."})
     save_to_store: bool = field(default=True, metadata={"help": "Save the result into the BentoML model store."})
@@ -100,34 +224,93 @@ class PipelineArguments:
         default="float32", metadata={"help": "dtype of the saved PyTorch weights: float32, or float16 to halve them."}
     )
 
+    def __post_init__(self) -> None:
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(
+                f"selection_metric must be one of {', '.join(SELECTION_METRICS)}; got {self.selection_metric!r}"
+            )
+        if self.save_dtype not in ("float32", "float16"):
+            raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+        if not 0.0 <= self.selection_extra_weight < 1.0:
+            raise ValueError(f"selection_extra_weight must be in [0, 1), got {self.selection_extra_weight}")
+        if self.calibration_weighting not in ("balanced", "none"):
+            raise ValueError(f"calibration_weighting must be 'balanced' or 'none', got {self.calibration_weighting!r}")
+
 
 Arguments = tuple[ModelArguments, DataArguments, PipelineArguments, TrainingArguments]
 _DATACLASSES = (ModelArguments, DataArguments, PipelineArguments, TrainingArguments)
 
 
-def _finalise(arguments: Arguments) -> Arguments:
-    """Applies what every run needs: per-epoch evaluation, selection on validation Pearson, bf16 on GPU."""
-    model_args, data_args, pipeline, args = arguments
-    if args.metric_for_best_model not in (None, SELECTION_METRIC):
-        raise ValueError(
-            f"metric_for_best_model must be {SELECTION_METRIC!r}: models are selected on the validation "
-            "split of the training data, never on dev"
-        )
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if args.bf16 and not bf16:
+SELECTION = "selection"  # the score that selects epochs, trials and merges: eval_selection during training
+
+
+def selection_weights(
+    selection_metric: str, extra_validation_files: list[str], extra_weight: float
+) -> dict[tuple[str, str], float]:
+    """``{(set, metric): weight}`` of the selection score: validation's metric, plus the extra validation sets."""
+    if not extra_validation_files or extra_weight == 0:
+        return {("validation", selection_metric): 1.0}
+    share = extra_weight / len(extra_validation_files)
+    return {
+        ("validation", selection_metric): 1.0 - extra_weight,
+        **{(f"validation_{Path(path).stem}", "pearson"): share for path in extra_validation_files},
+    }
+
+
+def run_selection_weights(arguments: Arguments) -> dict[tuple[str, str], float]:
+    """:func:`selection_weights` of a run's arguments."""
+    _, data_args, pipeline, _ = arguments
+    return selection_weights(
+        pipeline.selection_metric, data_args.extra_validation_files, pipeline.selection_extra_weight
+    )
+
+
+def recorded_selection_weights(hyperparameters: dict) -> dict[tuple[str, str], float]:
+    """:func:`selection_weights` from a package's recorded hyperparameters (older packages: validation Pearson)."""
+    return selection_weights(
+        hyperparameters.get("selection_metric", "pearson"),
+        hyperparameters.get("extra_validation_files", []),
+        hyperparameters.get("selection_extra_weight", 0.0),
+    )
+
+
+def selection_score(metrics: dict[str, dict[str, float]], weights: dict[tuple[str, str], float]) -> float:
+    """The weighted selection score of per-set metrics."""
+    return float(sum(metrics[set_name][metric] * weight for (set_name, metric), weight in weights.items()))
+
+
+def use_bf16(requested: bool | None) -> bool:
+    """Whether to train in bf16 autocast: ``bf16`` unset means on a CUDA GPU that supports it; false means never."""
+    if requested is False:
+        return False
+    capable = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if requested and not capable:
         logger.warning("bf16 needs a CUDA GPU with bfloat16 support; training in float32")
+    return capable
+
+
+def _finalise(arguments: Arguments) -> Arguments:
+    """Applies what every run needs: per-epoch evaluation, selection on validation, bf16 where asked and possible."""
+    model_args, data_args, pipeline, args = arguments
+    data_args.split_settings()  # validates the split fields
+    if args.metric_for_best_model not in (None, SELECTION, f"eval_{SELECTION}"):
+        raise ValueError(
+            f"metric_for_best_model must be left unset (set selection_metric and selection_extra_weight "
+            f"instead, got {args.metric_for_best_model!r}): models are selected on held-out splits of the "
+            "training data, never on dev"
+        )
+    bf16 = use_bf16(args.bf16)
     # replace() runs TrainingArguments.__post_init__ again, which derives mixed precision etc.
     args = dataclasses.replace(
         args,
         eval_strategy="epoch",
-        save_strategy="epoch",
-        metric_for_best_model=SELECTION_METRIC,
+        save_strategy="epoch" if pipeline.save_checkpoints else "no",
+        metric_for_best_model=SELECTION,
         greater_is_better=True,
-        load_best_model_at_end=True,
+        load_best_model_at_end=False,  # the selected epoch's weights are kept in memory (train.SelectBestEpoch)
         label_names=["labels"],
-        remove_unused_columns=False,  # the collator tokenises raw sentence columns
+        remove_unused_columns=False,  # items are pre-tokenised pairs, padded by the collator
         dataloader_pin_memory=torch.cuda.is_available(),
-        save_total_limit=None if pipeline.average_top_k > 1 else args.save_total_limit,
         bf16=bf16,
     )
     return model_args, data_args, pipeline, args
@@ -137,6 +320,7 @@ def parse_arguments(argv: list[str] | None = None) -> Arguments:
     """Parses ``--config FILE.yaml`` and any field flags; flags win over the file."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(_DATACLASSES)
+    parser.set_defaults(bf16=None)  # unset: bf16 wherever the GPU supports it (use_bf16)
     config: dict = {}
     if "--config" in argv:
         index = argv.index("--config")
@@ -156,4 +340,5 @@ def parse_arguments(argv: list[str] | None = None) -> Arguments:
 
 def arguments_from_dict(values: dict) -> Arguments:
     """Builds the four dataclasses from one flat dict of field values (used by tuning and tests)."""
+    values = {"bf16": None, **values}  # unset: bf16 wherever the GPU supports it (use_bf16)
     return _finalise(HfArgumentParser(_DATACLASSES).parse_dict(values, allow_extra_keys=False))

@@ -1,7 +1,9 @@
 """Reading, checking and splitting Korean STS pair files.
 
 Every reader returns a DataFrame with the columns ``sentence1``, ``sentence2``, ``label``
-(float, 0-5) and ``location`` (where the row came from, for error messages). Supported:
+(float, 0-5), ``source`` (KLUE-STS's ``source``, ``korsts-<genre>`` for KorSTS, else
+``unknown``; metrics are also reported per source) and ``location`` (where the row came from,
+for error messages). Supported:
 
 * KLUE-STS as KLUE publishes it: a JSON list whose items hold nested ``labels``;
 * JSON Lines (the KLUE-STS and KorSTS copies under ``data/``, or your own);
@@ -23,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.cross_encoder import MAX_SCORE
+from models.scoring import MAX_SCORE
 
 logger = logging.getLogger(__name__)
 
 SENTENCE_COLUMNS = ("sentence1", "sentence2")
 LABEL_COLUMNS = ("real_label", "labels.real-label", "score", "label")
+UNKNOWN_SOURCE = "unknown"
 MAX_REPORTED_PROBLEMS = 10
 
 
@@ -101,7 +104,7 @@ def _read_delimited(path: Path, separator: str) -> pd.DataFrame:
 
 
 def read_pairs(path: str | Path, label_column: str | None = None) -> pd.DataFrame:
-    """Reads a pair file into ``sentence1, sentence2, label, location`` and validates every row.
+    """Reads a pair file into ``sentence1, sentence2, label, source, location`` and validates every row.
 
     Raises:
         DataValidationError: naming the file, each bad row (up to ten) and its problem.
@@ -134,7 +137,22 @@ def read_pairs(path: str | Path, label_column: str | None = None) -> pd.DataFram
 
     pairs = frame[[*SENTENCE_COLUMNS, "location"]].copy()
     pairs["label"] = frame[label_column]
-    return _validate(pairs, path, label_column)
+    pairs = _validate(pairs, path, label_column)
+    pairs.insert(3, "source", _sources(frame).to_numpy())
+    return pairs
+
+
+def _sources(frame: pd.DataFrame) -> pd.Series:
+    """KLUE's ``source``, KorSTS's ``genre`` as ``korsts-<genre>``, a contrast set's ``category``, else ``unknown``."""
+    if "source" in frame.columns:
+        sources = frame["source"]
+    elif "genre" in frame.columns:
+        sources = "korsts-" + frame["genre"].astype(str)
+    elif "category" in frame.columns:
+        sources = frame["category"]
+    else:
+        return pd.Series(UNKNOWN_SOURCE, index=frame.index)
+    return sources.map(lambda v: v if isinstance(v, str) and v.strip() else UNKNOWN_SOURCE).astype(str)
 
 
 def _validate(pairs: pd.DataFrame, path: Path, label_column: str) -> pd.DataFrame:
@@ -183,9 +201,8 @@ def merge_duplicate_pairs(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
         groups.ngroups,
         conflicting,
     )
-    merged = pairs.groupby(keys, sort=False, as_index=False).agg(
-        label=("label", "mean"), location=("location", "first")
-    )
+    others = {column: (column, "first") for column in pairs.columns if column not in (*keys, "label")}
+    merged = pairs.groupby(keys, sort=False, as_index=False).agg(label=("label", "mean"), **others)
     return merged[pairs.columns]
 
 
@@ -208,6 +225,19 @@ def split_train_validation(
     validation = pairs.iloc[np.sort(order[:size])].reset_index(drop=True)
     train = pairs.iloc[np.sort(order[size:])].reset_index(drop=True)
     return train, validation
+
+
+def drop_pairs_sharing_sentences(pairs: pd.DataFrame, held_out: list[pd.DataFrame], name: str) -> pd.DataFrame:
+    """Drops pairs with a sentence (normalised) of a held-out set: augmented pairs built from its sentences leak."""
+    from training.splits import normalise_sentence
+
+    held = {normalise_sentence(s) for frame in held_out for c in SENTENCE_COLUMNS for s in frame[c]}
+    shares = pairs["sentence1"].map(normalise_sentence).isin(held) | pairs["sentence2"].map(normalise_sentence).isin(
+        held
+    )
+    if shares.any():
+        logger.info("%s: dropped %d pairs that share a sentence with a held-out set", name, int(shares.sum()))
+    return pairs[~shares].reset_index(drop=True)
 
 
 def with_swapped_pairs(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -3,8 +3,9 @@
     python -m training.evaluate outputs/me5-small-ko/model --backend onnx
 
 The sets are rebuilt from the files recorded in the package's ``metadata.json`` (checked by
-hash): the validation split of the training file (same fraction and seed), dev, and the extra
-evaluation files. Scores come from :mod:`models.backends`, i.e. exactly what the service returns.
+hash): the held-out sets of the training file (same scheme, fraction and seed: ``validation``
+and any ``validation_random`` or ``cv_fold``), dev, and the extra evaluation files. Scores come
+from :mod:`models.scorer`, i.e. exactly what the service returns.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models.backends import Scorer, load_scorer
 from models.logs import configure_logging
 from models.package import read_metadata
-from training.data import file_sha256, merge_duplicate_pairs, read_pairs, split_train_validation
+from models.scorer import Scorer, load_scorer
+from training.data import file_sha256, merge_duplicate_pairs, read_pairs
 from training.metrics import sts_metrics
+from training.splits import SplitSettings, split_pairs
 
 logger = logging.getLogger("training.evaluate")
 
@@ -35,12 +38,19 @@ def _unchanged(info: dict) -> bool:
 
 
 def evaluation_sets(metadata: dict) -> dict[str, pd.DataFrame]:
-    """Rebuilds ``validation``, ``dev`` and extra evaluation sets from a package's metadata."""
+    """Rebuilds the held-out sets, ``dev`` and extra evaluation sets from a package's metadata."""
     hyper, files = metadata["hyperparameters"], metadata["data"]
     sets: dict[str, pd.DataFrame] = {}
     for info in filter(_unchanged, files.get("train", [])):
         pairs = merge_duplicate_pairs(read_pairs(info["path"], hyper.get("label_column")), info["path"])
-        sets["validation"] = split_train_validation(pairs, hyper["validation_fraction"], hyper["split_seed"])[1]
+        held_out = split_pairs(pairs, SplitSettings.from_dict(hyper))
+        del held_out["train"]
+        sets.update(held_out)
+    for info in filter(_unchanged, files.get("extra_validation", [])):
+        pairs = merge_duplicate_pairs(read_pairs(info["path"]), info["path"])
+        settings = SplitSettings.from_dict({**hyper, "validation_fraction": hyper["extra_validation_fraction"]})
+        settings = replace(settings, cv_folds=0, random_holdout_fraction=0.0)
+        sets[f"validation_{Path(info['path']).stem}"] = split_pairs(pairs, settings)["validation"]
     for info in filter(_unchanged, files.get("dev", [])):
         sets["dev"] = read_pairs(info["path"], hyper.get("label_column"))
     for info in filter(_unchanged, files.get("extra_eval", [])):

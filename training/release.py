@@ -50,6 +50,48 @@ def _korsts(onnx: dict) -> str:
     return f"; its Pearson / Spearman: {pairs}."
 
 
+def _split_text(hyper: dict) -> str:
+    fraction = hyper.get("validation_fraction", 0.1)
+    metric = hyper.get("selection_metric", "pearson")
+    held = f"{fraction:.0%} (validation) to choose epochs, recipes and merges on its {metric}"
+    if hyper.get("split", "random") == "random":
+        return f"split at random with seed {hyper['split_seed']}: {1 - fraction:.0%} to train on, {held}."
+    return (
+        f"split with seed {hyper['split_seed']} so that pairs sharing a sentence or a near-duplicate of one "
+        f"(character 3-gram cosine >= {hyper.get('near_duplicate_threshold')}) stay on one side, stratified by "
+        f"source and label bin: {1 - fraction:.0%} to train on, {held}."
+    )
+
+
+def _calibration_text(metadata: dict) -> str:
+    record = metadata.get("calibration")
+    if not record:
+        return ""
+    rows = [
+        f"| {name} | {m['uncalibrated']['pearson']:.4f} | {m['calibrated']['pearson']:.4f} | "
+        f"{m['uncalibrated']['f1']:.4f} | {m['calibrated']['f1']:.4f} |"
+        for name, m in record["metrics"].items()
+    ]
+    return f"""
+Scores are calibrated: a strictly increasing map ({record["knots"]} knots, `config.json` `ko_sts.calibration`)
+fitted on {record["fitted_on"]} ({record["fit_pairs"]} pairs), applied after both orders are averaged.
+Rankings are unchanged; PyTorch metrics without and with it:
+
+| set | Pearson | calibrated | F1 | calibrated |
+|---|---:|---:|---:|---:|
+{chr(10).join(rows)}
+"""
+
+
+def _source_text(metadata: dict) -> str:
+    by_source = metadata.get("metrics_by_source", {}).get("dev")
+    if not by_source:
+        return ""
+    rows = [f"| {source} | {m['pairs']} | {m['pearson']:.4f} | {m['f1']:.4f} |" for source, m in by_source.items()]
+    header = "| KLUE-STS dev source | pairs | Pearson | F1 |\n|---|---:|---:|---:|"
+    return f"\nPer source (PyTorch):\n\n{header}\n" + "\n".join(rows) + "\n"
+
+
 def model_card(metadata: dict, notes: str, size_mb: float) -> str:
     """The model card: what the model is, how it was trained, what it scores and where it fails."""
     onnx, hyper = metadata["onnx"], metadata["hyperparameters"]
@@ -81,11 +123,10 @@ it is small enough ({size_mb:.1f} MB here) to ship inside the repository.
 
 ## Data
 
-Trained on KLUE-STS v1.1 train (CC BY-SA 4.0; `data/`), duplicates merged, split 9:1 with
-seed {hyper["split_seed"]}: 90% to train on, 10% (validation) to choose epochs, recipes and
-merges. Extra training data: {extra}. KLUE-STS dev and KorSTS dev were only ever reported,
-never used to choose anything.
-
+Trained on KLUE-STS v1.1 train (CC BY-SA 4.0; `data/`), duplicates merged, {_split_text(hyper)}
+Extra training data: {extra}. KLUE-STS dev and KorSTS dev were only ever reported, never used to
+choose anything.
+{_calibration_text(metadata)}
 ## Metrics
 
 Pearson and F1 (gold and prediction binarised at >= 3.0, KLUE's definition) of the served
@@ -96,7 +137,7 @@ scores. The PyTorch row is the checkpoint this export was made from (weights sav
 {_row("PyTorch", onnx["torch"])}
 {_row("ONNX float32", onnx["onnx_fp32"])}
 {_row("ONNX int8 (served)", onnx["onnx_int8"])}
-
+{_source_text(metadata)}
 ONNX float32 against PyTorch: max |score difference| {onnx["parity_max_abs_delta"]:.1e} over
 {onnx["parity_pairs"]} pairs. KorSTS dev is out of domain (translated STS-B captions, news, forums){_korsts(onnx)}
 Published KLUE-STS dev baselines (Pearson / F1 x100): KLUE-BERT-base 90.85 / 82.84,
@@ -121,7 +162,7 @@ Training report: [report/README.md](report/README.md).
 - int8 dynamic quantisation scales activations per batch, so a pair's score can move by about
   0.001-0.01 with the pairs it is batched with. Use `KO_STS_ONNX_FILE=model.onnx` (export it with
   `python -m training.export`) or a PyTorch model where bit-stable scores matter.
-- `similar` is the KLUE threshold (score >= 3.0), not a calibrated probability.
+- `similar` is the KLUE threshold (score >= 3.0) on the (calibrated) score, not a probability.
 - Scores are a similarity judgement, not an entailment or factuality check.
 """
 
@@ -131,26 +172,37 @@ def _size(folder: Path) -> int:
 
 
 def release(package_dir: Path, notes: str, target: Path = DEFAULT_DIR) -> Path:
-    """Replaces ``target`` with the CPU-serving subset of ``package_dir`` and its model card."""
+    """Replaces ``target`` with the CPU-serving subset of ``package_dir`` and its model card.
+
+    The release is assembled beside ``target`` and swapped in only once it passes the size check:
+    a refused release leaves the current default model in place.
+    """
     metadata = read_metadata(package_dir)
     if "onnx_int8" not in metadata.get("onnx", {}):
         raise ValueError(f"{package_dir} has no int8 metrics: run `python -m training.export {package_dir}` first")
-    if target.exists():
-        shutil.rmtree(target)
-    (target / ONNX_SUBDIR).mkdir(parents=True)
+    staging = target.with_name(f".{target.name}.release")
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / ONNX_SUBDIR).mkdir(parents=True)
     for name in KEEP:
         if (package_dir / name).is_file():
-            shutil.copy2(package_dir / name, target / name)
+            shutil.copy2(package_dir / name, staging / name)
     # the same tokenizer without indentation: about 0.5 MB less in every clone
-    Tokenizer.from_file(str(package_dir / "tokenizer.json")).save(str(target / "tokenizer.json"), pretty=False)
-    shutil.copy2(package_dir / ONNX_SUBDIR / ONNX_INT8, target / ONNX_SUBDIR / ONNX_INT8)
-    shutil.copytree(package_dir / REPORT_DIR, target / REPORT_DIR)
-    card = target / "MODEL_CARD.md"
-    card.write_text(model_card(metadata, notes, _size(target) / 1e6), encoding="utf-8")
-    size = _size(target)
+    Tokenizer.from_file(str(package_dir / "tokenizer.json")).save(str(staging / "tokenizer.json"), pretty=False)
+    shutil.copy2(package_dir / ONNX_SUBDIR / ONNX_INT8, staging / ONNX_SUBDIR / ONNX_INT8)
+    shutil.copytree(package_dir / REPORT_DIR, staging / REPORT_DIR)
+    card = staging / "MODEL_CARD.md"
+    card.write_text(model_card(metadata, notes, _size(staging) / 1e6), encoding="utf-8")
+    size = _size(staging)
     if size > MAX_BYTES:
+        shutil.rmtree(staging)
+        raise ValueError(
+            f"the default model would take {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB budget; "
+            f"{target} is unchanged"
+        )
+    if target.exists():
         shutil.rmtree(target)
-        raise ValueError(f"the default model would take {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB budget")
+    staging.rename(target)
     logger.info("released %s to %s (%.1f MB)", package_dir, target, size / 1e6)
     return target
 

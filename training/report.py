@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.cross_encoder import MAX_SCORE, SIMILAR_THRESHOLD
 from models.logs import configure_logging
 from models.package import REPORT_DIR, read_metadata
+from models.scoring import MAX_SCORE, SIMILAR_THRESHOLD
 
 logger = logging.getLogger("training.report")
 
@@ -79,20 +79,61 @@ def plot_dev_scatter(scores: np.ndarray, labels: np.ndarray, path: Path) -> None
     plt.close(figure)
 
 
-def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    rows = ["| set | Pearson | Spearman | F1 |", "|---|---:|---:|---:|"]
-    rows += [f"| {name} | {m['pearson']:.4f} | {m['spearman']:.4f} | {m['f1']:.4f} |" for name, m in metrics.items()]
+def _cell(metrics: dict[str, float], key: str) -> str:
+    return f"{metrics[key]:.4f}" if key in metrics else ""
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    rows = ["| set | Pearson | balanced Pearson | Spearman | F1 |", "|---|---:|---:|---:|---:|"]
+    rows += [
+        f"| {name} | " + " | ".join(_cell(m, k) for k in ("pearson", "balanced_pearson", "spearman", "f1")) + " |"
+        for name, m in metrics.items()
+    ]
     return "\n".join(rows)
 
 
-def _epoch_table(history: list[dict]) -> str:
-    rows = ["| epoch | validation Pearson | dev Pearson | dev F1 |", "|---:|---:|---:|---:|"]
+def source_table(by_source: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown: Pearson / F1 / pairs per source (rows) and set (columns)."""
+    names = [name for name, sources in by_source.items() if sources]
+    sources = sorted({source for name in names for source in by_source[name]})
+    rows = ["| source | " + " | ".join(f"{n} Pearson | {n} F1 | {n} pairs" for n in names) + " |"]
+    rows.append("|---|" + "---:|---:|---:|" * len(names))
+    for source in sources:
+        cells = []
+        for name in names:
+            m = by_source[name].get(source)
+            cells += ["", "", ""] if m is None else [f"{m['pearson']:.4f}", f"{m['f1']:.4f}", str(m["pairs"])]
+        rows.append(f"| {source} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def calibration_table(record: dict) -> str:
+    """Markdown: each set's Pearson and F1 without and with the calibration."""
+    rows = ["| set | Pearson | calibrated | F1 | calibrated |", "|---|---:|---:|---:|---:|"]
+    for name, m in record["metrics"].items():
+        raw, calibrated = m["uncalibrated"], m["calibrated"]
+        values = (raw["pearson"], calibrated["pearson"], raw["f1"], calibrated["f1"])
+        rows.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    return "\n".join(rows)
+
+
+def _epoch_table(history: list[dict], selection_metric: str) -> str:
+    columns = [
+        ("eval_validation_" + selection_metric, f"validation {selection_metric}"),
+        ("eval_validation_pearson", "validation Pearson"),
+        ("eval_validation_random_pearson", "random-split validation Pearson"),
+        ("eval_dev_pearson", "dev Pearson"),
+        ("eval_dev_f1", "dev F1"),
+    ]
+    columns = list(dict.fromkeys(c for c in columns if any(c[0] in e for e in history)))
+    rows = ["| epoch | " + " | ".join(label for _, label in columns) + " |", "|---:|" + "---:|" * len(columns)]
+    epochs: dict[float, dict] = {}  # the Trainer logs each evaluation set as its own entry
     for entry in history:
+        if "epoch" in entry and any(key.startswith("eval_") for key in entry):
+            epochs.setdefault(entry["epoch"], {}).update(entry)
+    for epoch, entry in epochs.items():
         if "eval_validation_pearson" in entry:
-            rows.append(
-                f"| {entry['epoch']:.0f} | {entry['eval_validation_pearson']:.4f} | "
-                f"{entry.get('eval_dev_pearson', float('nan')):.4f} | {entry.get('eval_dev_f1', float('nan')):.4f} |"
-            )
+            rows.append(f"| {epoch:.0f} | " + " | ".join(_cell(entry, key) for key, _ in columns) + " |")
     return "\n".join(rows)
 
 
@@ -119,21 +160,39 @@ def write_report(
             report_dir.parent,
         )
     hyper = "\n".join(f"| {k} | {v} |" for k, v in metadata["hyperparameters"].items())
-    averaged = metadata["averaged_checkpoints"]
-    averaged_note = f"; weights averaged over {', '.join(averaged)}" if averaged else ""
+    selection_metric = metadata["hyperparameters"].get("selection_metric", "pearson")
+    split = metadata["hyperparameters"].get("split", "random")
+    averaging = metadata.get("averaging")
+    averaged_note = ""
+    if averaging and "validation_average" in averaging:
+        averaged_note = (
+            f"; weights of epochs {', '.join(f'{e:g}' for e in averaging['epochs'])} averaged: validation "
+            f"{averaging['validation_single']:.4f} -> {averaging['validation_average']:.4f}, "
+            + ("kept" if averaging["kept"] else "discarded")
+        )
+    sections = ""
+    if metadata.get("metrics_by_source"):
+        sections += f"\n## Per source\n\n{source_table(metadata['metrics_by_source'])}\n"
+    if metadata.get("calibration"):
+        record = metadata["calibration"]
+        sections += (
+            f"\n## Calibration\n\nA strictly increasing map with {record['knots']} knots, fitted on "
+            f"{record['fitted_on']} ({record['fit_pairs']} pairs, {record['weighting']} weighting); the final "
+            f"metrics above are calibrated.\n\n{calibration_table(record)}\n"
+        )
     summary = f"""# Training report
 
 Base model: `{metadata["base_model"]}`; trained on {metadata["training"]["device"]} in
 {metadata["training"]["runtime_s"] / 60:.1f} min; best epoch {metadata["best_epoch"]}
-(selected on validation Pearson){averaged_note}.
+(selected on validation {selection_metric}, {split} split){averaged_note}.
 
 ## Final metrics (served scores, PyTorch)
 
-{_metrics_table(metadata["metrics"])}
-
+{metrics_table(metadata["metrics"])}
+{sections}
 ## Per epoch
 
-{_epoch_table(history)}
+{_epoch_table(history, selection_metric)}
 
 ![learning curves]({CURVES})
 {"" if dev is None else f"![dev scatter]({SCATTER})"}

@@ -3,8 +3,9 @@
     python -m training.soup outputs/soup outputs/run-a/model outputs/run-b/model ...
 
 The runs must share architecture and score settings (e.g. one config trained with different
-``data_seed`` values). The average is kept only if its validation Pearson beats every
-component's; otherwise the best component is written instead. Either way one model is
+``data_seed`` values). The average is kept only if its selection score (the runs'
+``selection_metric`` on validation, with any extra validation sets) beats every component's;
+otherwise the best component is written instead. Either way one model is
 served, not an ensemble. The choice and every candidate's metrics go into ``metadata.json``.
 """
 
@@ -19,10 +20,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.backends import TorchScorer
 from models.logs import configure_logging
 from models.package import REPORT_DIR, read_metadata, write_metadata
-from training.evaluate import evaluate_scorer, evaluation_sets
+from models.scorer import load_scorer
+from training.arguments import recorded_selection_weights, selection_score
+from training.evaluate import evaluate_scorer, evaluation_sets, score_frame
+from training.metrics import metrics_by_source
 
 logger = logging.getLogger("training.soup")
 
@@ -49,22 +52,23 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> d
     if "validation" not in sets:
         raise FileNotFoundError("the training file is needed to rebuild the validation split that decides the merge")
 
-    candidates = {str(p): evaluate_scorer(TorchScorer(p, device=device), sets) for p in packages}
+    candidates = {str(p): evaluate_scorer(load_scorer(p, "torch", device=device), sets) for p in packages}
     if output_dir.exists():
         shutil.rmtree(output_dir)
     shutil.copytree(packages[0], output_dir, ignore=shutil.ignore_patterns(WEIGHTS, "onnx", REPORT_DIR))
     save_file(average_weights(packages), str(output_dir / WEIGHTS), metadata={"format": "pt"})
-    soup_metrics = evaluate_scorer(TorchScorer(output_dir, device=device), sets)
+    soup_metrics = evaluate_scorer(load_scorer(output_dir, "torch", device=device), sets)
     candidates["soup"] = soup_metrics
 
-    best_component = max(packages, key=lambda p: candidates[str(p)]["validation"]["pearson"])
-    best_single = candidates[str(best_component)]["validation"]["pearson"]
-    keep_soup = soup_metrics["validation"]["pearson"] > best_single
+    weights = recorded_selection_weights(metadata["hyperparameters"])
+    score = {name: selection_score(metrics, weights) for name, metrics in candidates.items()}
+    best_component = max(packages, key=lambda p: score[str(p)])
+    keep_soup = score["soup"] > score[str(best_component)]
     logger.info(
-        "soup of %d: validation Pearson %.4f vs best component %.4f -> %s",
+        "soup of %d: selection score %.4f vs best component %.4f -> %s",
         len(packages),
-        soup_metrics["validation"]["pearson"],
-        best_single,
+        score["soup"],
+        score[str(best_component)],
         "soup kept" if keep_soup else "best component kept",
     )
     if keep_soup:
@@ -74,6 +78,18 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> d
         shutil.copytree(best_component, output_dir, ignore=shutil.ignore_patterns("onnx"))
     metadata = read_metadata(output_dir)
     metadata["metrics"] = soup_metrics if keep_soup else candidates[str(best_component)]
+    metadata["selection"] = {
+        **metadata.get("selection", {}),
+        "score": score["soup" if keep_soup else str(best_component)],
+    }
+    metadata.pop("onnx", None)  # onnx/ is not copied: export the result again
+    if keep_soup:
+        scorer = load_scorer(output_dir, "torch", device=device)
+        metadata["metrics_by_source"] = {
+            name: metrics_by_source(score_frame(scorer, frame), frame["label"].to_numpy(), frame["source"].tolist())
+            for name, frame in sets.items()
+        }
+        metadata.pop("calibration", None)
     metadata["soup"] = {
         "components": [str(p) for p in packages],
         "kept": "average" if keep_soup else f"component {best_component}",

@@ -3,50 +3,67 @@
     python -m training.train --config training/configs/me5-small-ko.yaml [--field value ...]
 
 Writes ``<output_dir>/model/``: the Hugging Face checkpoint with its tokenizer, ``onnx/``
-(float32 and int8), ``metadata.json`` (metrics, hyperparameters, data hashes, versions) and
-``report/`` (learning curves, dev scatter, summary), then saves that folder into the BentoML
-model store. The best epoch is chosen on the validation split of the training file, never on dev.
+(float32 and int8), ``metadata.json`` (metrics overall and per source, hyperparameters, data
+hashes, versions) and ``report/`` (learning curves, dev scatter, summary), then saves that
+folder into the BentoML model store. ``<output_dir>/run.json`` and ``scores.npz`` keep the run's
+per-epoch metrics and scores for ``training.selection``, ``training.calibrate`` and
+``training.distill``. The best epoch is chosen on the validation split of the training file,
+never on dev.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import transformers
-from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback, set_seed
+from transformers import AutoTokenizer, TrainerCallback, set_seed
 
-from models.cross_encoder import ScoreSettings, build_cross_encoder
+from models.backends import accepted_inputs
+from models.cross_encoder import build_cross_encoder
 from models.logs import configure_logging
 from models.package import REPORT_DIR, read_metadata, write_metadata
-from training.arguments import SELECTION_METRIC, Arguments, DataArguments, parse_arguments
+from models.scoring import ScoreSettings
+from training.arguments import (
+    Arguments,
+    DataArguments,
+    parse_arguments,
+    run_selection_weights,
+    selection_score,
+)
 from training.data import (
     FileInfo,
+    drop_pairs_sharing_sentences,
     file_sha256,
     merge_duplicate_pairs,
     read_pairs,
-    split_train_validation,
     warn_on_overlap,
 )
-from training.soup import WEIGHTS, average_weights
+from training.metrics import metrics_by_source, sts_metrics
+from training.splits import split_pairs
 from training.trainer import (
     PairCollator,
     PairDataset,
+    SelectBestEpoch,
     StsTrainer,
-    bce_loss,
-    metrics_function,
+    TimeLimit,
     pair_dataset,
+    pair_tokenizer,
     served_scores,
 )
 
 logger = logging.getLogger("training")
+
+RUN_RECORD = "run.json"
+RUN_SCORES = "scores.npz"
 
 
 @dataclass
@@ -54,23 +71,44 @@ class PreparedData:
     """Every split a run uses, as validated DataFrames, and the files they came from."""
 
     train: pd.DataFrame
-    validation: pd.DataFrame
+    held_out: dict[str, pd.DataFrame]  # "validation" (selects); maybe validation_<file>, validation_random, cv_fold
     evaluation: dict[str, pd.DataFrame]  # reported, never selected on: "dev" and extra sets
     files: dict[str, list[FileInfo]] = field(default_factory=dict)
 
+    @property
+    def validation(self) -> pd.DataFrame:
+        return self.held_out["validation"]
+
 
 def prepare_data(data_args: DataArguments) -> PreparedData:
-    """Reads and validates every file, merges duplicates and splits train 9:1 (seeded)."""
+    """Reads and validates every file, merges duplicates and holds out validation (see :mod:`training.splits`)."""
     base = merge_duplicate_pairs(read_pairs(data_args.train_file, data_args.label_column), data_args.train_file)
-    train, validation = split_train_validation(base, data_args.validation_fraction, data_args.split_seed)
+    parts = split_pairs(base, data_args.split_settings())
+    train = parts.pop("train")
+    held_out = parts
     if data_args.max_train_samples is not None:
         train = train.iloc[: data_args.max_train_samples]
     files = {"train": [_file_info(data_args.train_file, base)]}
+    for path in data_args.extra_validation_files:
+        pairs = merge_duplicate_pairs(read_pairs(path), path)
+        files.setdefault("extra_validation", []).append(_file_info(path, pairs))
+        held_out[f"validation_{Path(path).stem}"] = split_pairs(pairs, data_args.extra_validation_settings())[
+            "validation"
+        ]
     extra_frames = []
     for path in data_args.extra_train_files:
         extra = read_pairs(path)
         files.setdefault("extra_train", []).append(_file_info(path, extra))
+        if data_args.exclude_held_out_sentences:
+            extra = drop_pairs_sharing_sentences(extra, list(held_out.values()), path)
         extra_frames.append(extra)
+    if data_args.soft_label_file:
+        soft = read_pairs(data_args.soft_label_file)
+        files["soft_labels"] = [_file_info(data_args.soft_label_file, soft)]
+        train, added = apply_soft_labels(train, soft)
+        if data_args.exclude_held_out_sentences:
+            added = drop_pairs_sharing_sentences(added, list(held_out.values()), data_args.soft_label_file)
+        extra_frames.append(added)
     if extra_frames:
         train = merge_duplicate_pairs(pd.concat([train, *extra_frames], ignore_index=True), "training data")
     evaluation = {}
@@ -81,55 +119,91 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         frame = read_pairs(path)
         evaluation[Path(path).stem] = frame
         files.setdefault("extra_eval", []).append(_file_info(path, frame))
-    for name, frame in {"validation": validation, **evaluation}.items():
+    for name, frame in {**held_out, **evaluation}.items():
         warn_on_overlap(train, frame, name)
     logger.info(
-        "data: %d training pairs, %d validation pairs, evaluation sets: %s",
+        "data: %d training pairs; held out (%s split): %s; evaluation sets: %s",
         len(train),
-        len(validation),
+        data_args.split,
+        ", ".join(f"{k} ({len(v)})" for k, v in held_out.items()),
         ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()) or "none",
     )
-    return PreparedData(train=train, validation=validation, evaluation=evaluation, files=files)
+    return PreparedData(train=train, held_out=held_out, evaluation=evaluation, files=files)
+
+
+def apply_soft_labels(train: pd.DataFrame, soft: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training pairs with labels replaced where ``soft`` has the pair, and ``soft``'s other pairs."""
+    keys = ["sentence1", "sentence2"]
+    soft = soft.drop_duplicates(keys, keep="last")
+    merged = train.merge(soft[[*keys, "label"]].rename(columns={"label": "soft"}), on=keys, how="left")
+    relabelled = merged["soft"].notna()
+    train = train.assign(label=np.where(relabelled, merged["soft"], train["label"]))
+    in_train = soft.merge(train[keys], on=keys, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    added = soft[~in_train].reset_index(drop=True)
+    logger.info("soft labels: %d training pairs relabelled, %d pairs added", int(relabelled.sum()), len(added))
+    return train, added
 
 
 def _file_info(path: str, frame: pd.DataFrame) -> FileInfo:
     return FileInfo(path=str(path), sha256=file_sha256(path), rows=len(frame))
 
 
+def _log_metrics(when: str, name: str, metrics: dict[str, float]) -> None:
+    logger.info(
+        "%s %-17s loss %.4f  pearson %.4f  balanced %.4f  spearman %.4f  f1 %.4f",
+        when,
+        name,
+        metrics.get("loss", float("nan")),
+        metrics["pearson"],
+        metrics["balanced_pearson"],
+        metrics["spearman"],
+        metrics["f1"],
+    )
+
+
 class EpochLogger(TrainerCallback):
-    """Logs one readable line per evaluation set: each epoch's, then the selected model's."""
+    """Logs one readable line per evaluation set and epoch."""
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        for key in [k for k in metrics or {} if k.endswith("_pearson")]:
-            prefix = key.removesuffix("_pearson")
-            when = f"epoch {state.epoch:.0f}" if prefix.startswith("eval_") else "selected"
-            logger.info(
-                "%s %-12s loss %.4f  pearson %.4f  spearman %.4f  f1 %.4f",
-                when,
-                prefix.removeprefix("eval_"),
-                metrics.get(f"{prefix}_loss", float("nan")),
-                metrics[key],
-                metrics[f"{prefix}_spearman"],
-                metrics[f"{prefix}_f1"],
-            )
+        for key in [k for k in metrics or {} if k.startswith("eval_") and k.endswith("_balanced_pearson")]:
+            prefix = key.removesuffix("_balanced_pearson")
+            values = {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items() if k.startswith(f"{prefix}_")}
+            _log_metrics(f"epoch {state.epoch:.0f}", prefix.removeprefix("eval_"), values)
 
 
 @dataclass
 class TrainingResult:
-    """What a finished fine-tuning leaves: the trainer (with the selected model loaded) and its metrics."""
+    """What a finished fine-tuning leaves: the trainer (with the selected model loaded), metrics and scores."""
 
     trainer: StsTrainer
     settings: ScoreSettings
     data: PreparedData
     metrics: dict[str, dict[str, float]]
+    metrics_by_source: dict[str, dict[str, dict[str, float]]]
+    selection: float  # the selection score of the selected model (selection_metric, extra validation sets)
+    scores: dict[str, np.ndarray]  # served scores of the selected model, per set
+    epoch_scores: dict[str, list[np.ndarray]]  # served scores per epoch, per set evaluated during training
     history: list[dict]
     best_epoch: float | None
-    averaged_checkpoints: list[str]
+    averaging: dict | None
     runtime_s: float
+    stopped_by_time_limit: bool = False
+    calibration: dict | None = None  # the fit and metrics without/with it (calibrate_result)
+
+    @property
+    def averaged_checkpoints(self) -> list[str]:
+        """Epochs whose weights were averaged into the model (empty when averaging was not kept)."""
+        if not self.averaging or not self.averaging["kept"]:
+            return []
+        return [f"epoch-{epoch:g}" for epoch in self.averaging["epochs"]]
+
+    def sets(self) -> dict[str, pd.DataFrame]:
+        """Every scored set: held out, then evaluation."""
+        return {**self.data.held_out, **self.data.evaluation}
 
 
 def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
-    """Trains, selects the best epoch on validation Pearson and evaluates every set."""
+    """Trains, selects the best epoch on validation and scores every set with the selected model."""
     model_args, data_args, pipeline, args = arguments
     set_seed(args.seed)
     data = prepare_data(data_args)
@@ -139,80 +213,121 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         symmetric=model_args.symmetric,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    pairs = pair_tokenizer(tokenizer, data_args.max_length)
     model = build_cross_encoder(model_args.model_name_or_path, model_args.pooling, settings)
 
-    eval_sets = {"validation": pair_dataset(data.validation, settings)}
-    if "dev" in data.evaluation:
-        eval_sets["dev"] = pair_dataset(data.evaluation["dev"], settings)
-    all_callbacks = [EpochLogger(), *(callbacks or [])]
-    if pipeline.early_stopping_patience:
-        all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=pipeline.early_stopping_patience))
+    sets = {name: pair_dataset(frame, settings, pairs) for name, frame in {**data.held_out, **data.evaluation}.items()}
+    weights = run_selection_weights(arguments)
+    selection = SelectBestEpoch(
+        "eval_selection", keep=pipeline.average_top_k, patience=pipeline.early_stopping_patience
+    )
+    time_limit = TimeLimit(pipeline.stop_at) if pipeline.stop_at else None
     trainer = StsTrainer(
         model=model,
         args=args,
-        train_dataset=pair_dataset(data.train, settings),
-        eval_dataset=eval_sets,
-        data_collator=PairCollator(tokenizer, data_args.max_length),
+        train_dataset=pair_dataset(data.train, settings, pairs),
+        eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
+        data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,
-        compute_metrics=metrics_function(settings),
-        compute_loss_func=bce_loss if model_args.objective == "bce" else None,
-        callbacks=all_callbacks,
+        callbacks=[EpochLogger(), selection, *([time_limit] if time_limit else []), *(callbacks or [])],
+        settings=settings,
+        selection_weights=weights,
+        objective=model_args.objective,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
+        rdrop_alpha=model_args.rdrop_alpha,
     )
     started = time.monotonic()
     trainer.train()
     runtime = time.monotonic() - started
 
-    best_epoch = _best_epoch(trainer)
-    averaged: list[str] = []
+    averaging = None
     if pipeline.average_top_k > 1:
-        averaged = _average_best_checkpoints(trainer, pipeline.average_top_k, eval_sets["validation"])
-    metrics = {
-        name: _strip_prefix(trainer.evaluate(pair_dataset(frame, settings), metric_key_prefix=name), name)
-        for name, frame in {"validation": data.validation, **data.evaluation}.items()
-    }
+        averaging = _average_best_epochs(trainer, selection, sets, weights)
+    frames = {**data.held_out, **data.evaluation}
+    scores, metrics, by_source = {}, {}, {}
+    for name, frame in frames.items():
+        output = trainer.predict(sets[name], metric_key_prefix=name)
+        scores[name] = served_scores(settings, output.predictions)
+        metrics[name] = {
+            **sts_metrics(scores[name], frame["label"].to_numpy()),
+            "loss": float(output.metrics[f"{name}_loss"]),
+        }
+        by_source[name] = metrics_by_source(scores[name], frame["label"].to_numpy(), frame["source"].tolist())
+    for name in [*data.held_out, "dev"]:
+        if name in metrics:
+            _log_metrics(f"selected (epoch {selection.best_epoch})", name, metrics[name])
+    logger.info("selection score %.4f (%s)", selection_score(metrics, weights), _describe(weights))
     return TrainingResult(
         trainer=trainer,
         settings=settings,
         data=data,
         metrics=metrics,
+        metrics_by_source=by_source,
+        selection=selection_score(metrics, weights),
+        scores=scores,
+        epoch_scores=trainer.epoch_scores,
         history=trainer.state.log_history,
-        best_epoch=best_epoch,
-        averaged_checkpoints=averaged,
+        best_epoch=selection.best_epoch,
+        averaging=averaging,
         runtime_s=runtime,
+        stopped_by_time_limit=bool(time_limit and time_limit.stopped),
     )
 
 
-def _strip_prefix(metrics: dict[str, float], prefix: str) -> dict[str, float]:
-    keep = ("pearson", "spearman", "f1", "loss")
-    return {k: float(metrics[f"{prefix}_{k}"]) for k in keep if f"{prefix}_{k}" in metrics}
+def _describe(weights: dict[tuple[str, str], float]) -> str:
+    return " + ".join(f"{w:g} x {s} {m}" for (s, m), w in weights.items())
 
 
-def _best_epoch(trainer: StsTrainer) -> float | None:
-    step = trainer.state.best_global_step
-    return next((e["epoch"] for e in trainer.state.log_history if e.get("step") == step and "epoch" in e), None)
+def _selection_now(trainer: StsTrainer, sets: dict[str, PairDataset], weights: dict[tuple[str, str], float]) -> float:
+    """The selection score of the trainer's current weights."""
+    names = {set_name for set_name, _ in weights}
+    metrics = {name: _strip(trainer.evaluate(sets[name], metric_key_prefix=name), name) for name in names}
+    return selection_score(metrics, weights)
 
 
-def _average_best_checkpoints(trainer: StsTrainer, k: int, validation: PairDataset) -> list[str]:
-    """Averages the weights of the k best epochs; keeps the average only if validation Pearson improves."""
-    key = f"eval_{SELECTION_METRIC}"
-    scored = [(e[key], e["step"]) for e in trainer.state.log_history if key in e]
-    best = sorted(scored, reverse=True)[:k]
-    paths = [Path(trainer.args.output_dir) / f"checkpoint-{step}" for _, step in best]
-    paths = [p for p in paths if (p / WEIGHTS).is_file()]
-    if len(paths) < 2:
-        logger.warning("checkpoint averaging needs 2+ saved checkpoints, found %d; skipped", len(paths))
-        return []
-    single = trainer.evaluate(validation, metric_key_prefix="validation")[SELECTION_METRIC]
-    selected = {n: t.detach().clone() for n, t in trainer.model.state_dict().items()}
-    trainer.model.load_state_dict({**selected, **average_weights(paths)})  # tied weights are saved once
-    mean_score = trainer.evaluate(validation, metric_key_prefix="validation")[SELECTION_METRIC]
-    if mean_score > single:
-        logger.info("averaged %d checkpoints: validation Pearson %.4f -> %.4f (kept)", len(paths), single, mean_score)
-        return [p.name for p in paths]
-    logger.info("averaged %d checkpoints: validation Pearson %.4f -> %.4f (discarded)", len(paths), single, mean_score)
-    trainer.model.load_state_dict(selected)
-    return []
+def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items() if k.startswith(f"{prefix}_")}
+
+
+def _average_best_epochs(
+    trainer: StsTrainer, selection: SelectBestEpoch, sets: dict[str, PairDataset], weights: dict[tuple[str, str], float]
+) -> dict:
+    """Averages the weights of the best epochs kept in memory; keeps the average only if selection improves.
+
+    Returns what was tried: the epochs, the selection score of the best single epoch and of the
+    average, and whether the average was kept.
+    """
+    epochs = [epoch for _, epoch, _ in selection.best]
+    if len(selection.best) < 2:
+        logger.warning("weight averaging needs 2+ evaluated epochs, found %d; skipped", len(selection.best))
+        return {"epochs": epochs, "kept": False, "skipped": "fewer than 2 epochs"}
+    single = _selection_now(trainer, sets, weights)
+    best_weights = selection.best[0][2]
+    states = [weights for _, _, weights in selection.best]
+    average = {
+        name: torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
+        if tensor.is_floating_point()
+        else tensor
+        for name, tensor in best_weights.items()
+    }
+    trainer.model.load_state_dict(average)
+    averaged = _selection_now(trainer, sets, weights)
+    kept = averaged > single
+    logger.info(
+        "averaged epochs %s: selection score %.4f -> %.4f (%s)",
+        ", ".join(f"{e:g}" for e in epochs),
+        single,
+        averaged,
+        "kept" if kept else "discarded",
+    )
+    if not kept:
+        trainer.model.load_state_dict(best_weights)
+    return {
+        "epochs": epochs,
+        "validation_single": float(single),
+        "validation_average": float(averaged),
+        "kept": bool(kept),
+    }
 
 
 def hyperparameters(arguments: Arguments) -> dict:
@@ -226,6 +341,7 @@ def hyperparameters(arguments: Arguments) -> dict:
         "weight_decay",
         "lr_scheduler_type",
         "seed",
+        "data_seed",
         "bf16",
         "optim",
         "max_grad_norm",
@@ -233,6 +349,8 @@ def hyperparameters(arguments: Arguments) -> dict:
     return {
         **asdict(model_args),
         **{k: v for k, v in asdict(data_args).items() if k not in ("train_file", "dev_file")},
+        "selection_metric": pipeline.selection_metric,
+        "selection_extra_weight": pipeline.selection_extra_weight,
         "average_top_k": pipeline.average_top_k,
         "early_stopping_patience": pipeline.early_stopping_patience,
         **{k: getattr(args, k) for k in training_keys},
@@ -240,54 +358,127 @@ def hyperparameters(arguments: Arguments) -> dict:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a model's numbers."""
-    import onnx
-    import onnxruntime
+    """Versions of the packages that shape a model's numbers (ONNX ones when installed: GPU boxes may lack them)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
+    versions = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
     }
+    for name, distributions in (("onnx", ("onnx",)), ("onnxruntime", ("onnxruntime", "onnxruntime-gpu"))):
+        versions[name] = "not installed"
+        for distribution in distributions:
+            try:
+                versions[name] = version(distribution)
+                break
+            except PackageNotFoundError:
+                continue
+    return versions
 
 
 def save_model_package(result: TrainingResult, arguments: Arguments, package_dir: Path) -> dict:
-    """Saves the selected model, tokenizer and ``metadata.json`` into ``package_dir``."""
-    _, _, pipeline, args = arguments
+    """Saves the selected model, tokenizer and ``metadata.json`` into ``package_dir``.
+
+    With ``save_dtype: float16`` a half-precision copy of the weights is written; the trainer's
+    model keeps its own weights, so whatever runs after saving still sees the trained model.
+    """
+    _, _, pipeline, _ = arguments
     if package_dir.exists():
         shutil.rmtree(package_dir)
     model = result.trainer.model
+    result.settings.save_to(model.config)
+    state_dict = None
     if pipeline.save_dtype == "float16":
-        model = model.half()
-    elif pipeline.save_dtype != "float32":
-        raise ValueError(f"save_dtype must be 'float32' or 'float16', got {pipeline.save_dtype!r}")
-    model.save_pretrained(package_dir)
+        state_dict = {n: t.half() if t.is_floating_point() else t for n, t in model.state_dict().items()}
+    model.save_pretrained(package_dir, state_dict=state_dict)
     result.trainer.processing_class.save_pretrained(package_dir)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     metadata = {
         "base_model": arguments[0].model_name_or_path,
-        "score_settings": asdict(result.settings),
+        "score_settings": result.settings.to_dict(),
         "hyperparameters": hyperparameters(arguments),
         "metrics": result.metrics,
+        "metrics_by_source": result.metrics_by_source,
+        "selection": {"score": result.selection, "weights": _describe(run_selection_weights(arguments))},
         "best_epoch": result.best_epoch,
         "averaged_checkpoints": result.averaged_checkpoints,
+        "averaging": result.averaging,
+        "split": {name: len(frame) for name, frame in {"train": result.data.train, **result.data.held_out}.items()},
         "data": {k: [asdict(f) for f in v] for k, v in result.data.files.items()},
-        "training": {"device": device, "runtime_s": round(result.runtime_s, 1), "saved_dtype": pipeline.save_dtype},
+        "training": {
+            "device": device,
+            "runtime_s": round(result.runtime_s, 1),
+            "saved_dtype": pipeline.save_dtype,
+            "stopped_by_time_limit": result.stopped_by_time_limit,
+        },
         "versions": package_versions(),
     }
+    if result.calibration is not None:
+        metadata["calibration"] = result.calibration
     write_metadata(package_dir, metadata)
     return metadata
+
+
+def calibrate_result(result: TrainingResult, weighting: str) -> dict:
+    """Fits a score calibration on the validation scores and applies it to the result (settings, metrics).
+
+    Returns the record kept in ``metadata.json``: the fit and every set's metrics without and with it.
+    """
+    from training.calibrate import calibration_record, fit_calibration
+
+    frames = result.sets()
+    calibration = fit_calibration(result.scores["validation"], frames["validation"]["label"].to_numpy(), weighting)
+    raw = {name: result.scores[name] for name in frames}
+    labels = {name: frame["label"].to_numpy() for name, frame in frames.items()}
+    record = calibration_record(calibration, raw, labels, fitted_on="validation", weighting=weighting)
+    result.settings = replace(result.settings, calibration=calibration)
+    result.trainer.settings = result.settings
+    for name, frame in frames.items():
+        result.scores[name] = calibration(raw[name])
+        loss = result.metrics[name].get("loss")
+        result.metrics[name] = {**sts_metrics(result.scores[name], labels[name]), **({"loss": loss} if loss else {})}
+        result.metrics_by_source[name] = metrics_by_source(result.scores[name], labels[name], frame["source"].tolist())
+    result.calibration = record
+    return record
+
+
+def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path) -> Path:
+    """Writes ``run.json`` (metrics, history) and ``scores.npz`` (per-set scores, labels, pairs) into ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "hyperparameters": hyperparameters(arguments),
+        "selection_metric": arguments[2].selection_metric,
+        "selection": result.selection,
+        "best_epoch": result.best_epoch,
+        "metrics": result.metrics,
+        "metrics_by_source": result.metrics_by_source,
+        "averaging": result.averaging,
+        "history": [entry for entry in result.history if any(k.startswith("eval_") for k in entry)],
+        "runtime_s": round(result.runtime_s, 1),
+        "stopped_by_time_limit": result.stopped_by_time_limit,
+        "calibration": result.calibration,
+    }
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    arrays = {}
+    for name, frame in result.sets().items():
+        arrays[f"{name}.labels"] = frame["label"].to_numpy(np.float32)
+        arrays[f"{name}.scores"] = np.asarray(result.scores[name], dtype=np.float32)
+        arrays[f"{name}.sources"] = frame["source"].to_numpy(str)
+        if name in result.data.held_out:
+            arrays[f"{name}.sentence1"] = frame["sentence1"].to_numpy(str)
+            arrays[f"{name}.sentence2"] = frame["sentence2"].to_numpy(str)
+        if result.epoch_scores.get(name):
+            arrays[f"{name}.epoch_scores"] = np.stack(result.epoch_scores[name])
+    np.savez_compressed(run_dir / RUN_SCORES, **arrays)
+    return run_dir / RUN_RECORD
 
 
 def dev_predictions(result: TrainingResult) -> tuple[np.ndarray, np.ndarray] | None:
     """Served scores and gold labels on dev, for the report's scatter plot."""
     if "dev" not in result.data.evaluation:
         return None
-    frame = result.data.evaluation["dev"]
-    output = result.trainer.predict(pair_dataset(frame, result.settings), metric_key_prefix="dev")
-    return served_scores(result.settings, output.predictions), frame["label"].to_numpy()
+    return result.scores["dev"], result.data.evaluation["dev"]["label"].to_numpy()
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -296,8 +487,11 @@ def main(argv: list[str] | None = None) -> Path:
     arguments = parse_arguments(argv)
     pipeline, args = arguments[2], arguments[3]
     result = fine_tune(arguments)
+    if pipeline.calibrate:
+        calibrate_result(result, pipeline.calibration_weighting)
     package_dir = Path(args.output_dir) / "model"
     save_model_package(result, arguments, package_dir)
+    write_run_record(result, arguments, Path(args.output_dir))
 
     from training.report import write_report
 

@@ -1,80 +1,91 @@
-"""The pieces the Hugging Face ``Trainer`` needs for sentence-pair regression."""
+"""The pieces the Hugging Face ``Trainer`` needs for sentence-pair regression.
+
+Pairs are tokenised once, when a dataset is built (the shared :class:`models.pairs.PairTokenizer`),
+and only padded per batch. The selected epoch's weights are kept in memory
+(:class:`SelectBestEpoch`) rather than written as checkpoints, and :class:`TimeLimit` ends a run
+cleanly inside a time budget: both keep short runs (tuning trials) cheap.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+import time
 
 import numpy as np
 import pandas as pd
 import torch
+from tokenizers import Tokenizer
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
-from models.cross_encoder import MAX_SCORE, ScoreSettings
-from models.pairs import encode_pairs
+from models.pairs import EncodedPair, PairTokenizer
+from models.scoring import MAX_SCORE, ScoreSettings
 from training.data import with_swapped_pairs
 from training.metrics import sts_metrics
+
+logger = logging.getLogger("training")
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 
 
 class PairDataset(Dataset):
-    """Sentence pairs with float labels, as dicts for :class:`PairCollator`."""
+    """Tokenised sentence pairs with float labels: items ``pair`` (:class:`~models.pairs.EncodedPair`),
+    ``input_ids`` (its ids, which ``group_by_length`` measures) and ``labels``."""
 
-    def __init__(self, pairs: pd.DataFrame):
-        self.first = pairs["sentence1"].tolist()
-        self.second = pairs["sentence2"].tolist()
-        self.labels = pairs["label"].astype(np.float32).tolist()
+    def __init__(self, pairs: list[EncodedPair], labels: np.ndarray):
+        if len(pairs) != len(labels):
+            raise ValueError(f"{len(pairs)} pairs for {len(labels)} labels")
+        self.pairs = pairs
+        self.labels = np.asarray(labels, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
-        return {"sentence1": self.first[index], "sentence2": self.second[index], "label": self.labels[index]}
+        pair = self.pairs[index]
+        return {"pair": pair, "input_ids": pair.ids, "labels": float(self.labels[index])}
+
+
+def pair_tokenizer(tokenizer: PreTrainedTokenizerBase, max_length: int) -> PairTokenizer:
+    """The serving :class:`~models.pairs.PairTokenizer` over a copy of a transformers tokenizer's Rust backend.
+
+    ``save_pretrained`` writes that backend as ``tokenizer.json``, which serving loads: training
+    and serving tokenise with the same code and the same vocabulary.
+    """
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    return PairTokenizer(backend, max_length, tokenizer.pad_token_id)
 
 
 class PairCollator:
-    """Tokenises a batch of pairs with the shared :func:`models.pairs.encode_pairs`."""
+    """Pads a batch of pre-tokenised pairs with the shared :class:`models.pairs.PairTokenizer`.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int):
+    Args:
+        tokenizer: the pair tokenizer (its ``pad``).
+        input_names: the inputs the model's ``forward`` takes (see :func:`models.backends.accepted_inputs`).
+    """
+
+    def __init__(self, tokenizer: PairTokenizer, input_names: tuple[str, ...]):
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.input_names = input_names
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        batch = encode_pairs(
-            self.tokenizer,
-            [f["sentence1"] for f in features],
-            [f["sentence2"] for f in features],
-            max_length=self.max_length,
-        )
-        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.float32)
-        return dict(batch)
+        arrays = self.tokenizer.pad([f["pair"] for f in features])
+        batch = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
+        batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)
+        return batch
 
 
-def pair_dataset(frame: pd.DataFrame, settings: ScoreSettings) -> PairDataset:
-    """Pairs as the model trains on and is scored on them: with ``settings.symmetric``, both orders."""
-    return PairDataset(with_swapped_pairs(frame) if settings.symmetric else frame)
+def pair_dataset(frame: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer) -> PairDataset:
+    """Pairs as the model trains on and is scored on them (with ``settings.symmetric``, both orders), tokenised."""
+    rows = with_swapped_pairs(frame) if settings.symmetric else frame
+    encoded = tokenizer.encode(rows["sentence1"].tolist(), rows["sentence2"].tolist())
+    return PairDataset(encoded, rows["label"].to_numpy())
 
 
 def served_scores(settings: ScoreSettings, logits: np.ndarray) -> np.ndarray:
     """Trainer predictions on a :func:`pair_dataset` -> one served score per pair."""
-    scores = settings.to_scores(logits)
-    if settings.symmetric:
-        half = len(scores) // 2
-        scores = (scores[:half] + scores[half:]) / 2.0
-    return scores
-
-
-def metrics_function(settings: ScoreSettings) -> Callable[[EvalPrediction], dict[str, float]]:
-    """``compute_metrics`` for the Trainer: logits -> served scores -> Pearson, Spearman, F1."""
-
-    def compute(prediction: EvalPrediction) -> dict[str, float]:
-        scores = served_scores(settings, prediction.predictions)
-        labels = np.asarray(prediction.label_ids, dtype=np.float64).reshape(-1)[: len(scores)]
-        return sts_metrics(scores, labels)
-
-    return compute
+    return settings.scores_from_rows(logits)
 
 
 def bce_loss(outputs, labels: torch.Tensor, num_items_in_batch: int | None = None) -> torch.Tensor:
@@ -110,11 +121,83 @@ def layerwise_parameter_groups(
 
 
 class StsTrainer(Trainer):
-    """``Trainer`` with optional layer-wise learning-rate decay."""
+    """``Trainer`` for pair regression: served-score metrics, layer-wise learning-rate decay, R-Drop.
 
-    def __init__(self, *args, layerwise_lr_decay: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    Metrics are computed on served scores (both orders averaged for symmetric models); during
+    training the scores of every evaluation set are kept per epoch in :attr:`epoch_scores`
+    (``{set: [scores of epoch 1, ...]}``) for later analysis (``training.selection``). After each
+    evaluation of all sets, the weighted selection score is logged as ``eval_selection`` and
+    passed to the callbacks.
+
+    Args:
+        settings: how logits become scores.
+        selection_weights: ``{(set, metric): weight}`` of the selection score.
+        objective: ``mse`` or ``bce`` (the loss on R-Drop's two passes).
+        layerwise_lr_decay: learning-rate factor per layer below the head.
+        rdrop_alpha: weight of R-Drop's consistency term (0 = off).
+    """
+
+    def __init__(
+        self,
+        *args,
+        settings: ScoreSettings,
+        selection_weights: dict[tuple[str, str], float] | None = None,
+        objective: str = "mse",
+        layerwise_lr_decay: float = 1.0,
+        rdrop_alpha: float = 0.0,
+        **kwargs,
+    ):
+        self.settings = settings
+        self.selection_weights = selection_weights or {("validation", "pearson"): 1.0}
+        self.objective = objective
         self.layerwise_lr_decay = layerwise_lr_decay
+        self.rdrop_alpha = rdrop_alpha
+        self.epoch_scores: dict[str, list[np.ndarray]] = {}
+        self._metric_prefix = "eval"
+        kwargs.setdefault("compute_loss_func", bce_loss if objective == "bce" else None)
+        super().__init__(*args, compute_metrics=self._compute_metrics, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        # a dict of sets comes back here once per set, with the set's name in the prefix
+        self._metric_prefix = metric_key_prefix
+        metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        keys = {f"{metric_key_prefix}_{s}_{m}": w for (s, m), w in self.selection_weights.items()}
+        if eval_dataset is None and all(key in metrics for key in keys):  # every set of this epoch
+            score = {f"{metric_key_prefix}_selection": float(sum(metrics[k] * w for k, w in keys.items()))}
+            metrics.update(score)
+            self.log(score)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, score)
+        return metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        self._metric_prefix = metric_key_prefix
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        scores = served_scores(self.settings, prediction.predictions)
+        labels = np.asarray(prediction.label_ids, dtype=np.float64).reshape(-1)[: len(scores)]
+        if self._metric_prefix.startswith("eval_"):  # an evaluation during training
+            self.epoch_scores.setdefault(self._metric_prefix.removeprefix("eval_"), []).append(
+                scores.astype(np.float32)
+            )
+        return sts_metrics(scores, labels)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.rdrop_alpha == 0 or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels").float()
+        outputs = model(**{name: torch.cat([tensor, tensor]) for name, tensor in inputs.items()})
+        first, second = outputs["logits"].squeeze(-1).float().chunk(2)
+        if self.objective == "bce":
+            task = sum(
+                torch.nn.functional.binary_cross_entropy_with_logits(x, labels / MAX_SCORE) for x in (first, second)
+            )
+            unit = torch.sigmoid(first), torch.sigmoid(second)
+        else:
+            task = sum(torch.nn.functional.mse_loss(x, labels) for x in (first, second))
+            unit = first / MAX_SCORE, second / MAX_SCORE
+        loss = task / 2 + self.rdrop_alpha * torch.nn.functional.mse_loss(*unit)
+        return (loss, {"logits": first.unsqueeze(-1)}) if return_outputs else loss
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.layerwise_lr_decay == 1.0 or self.optimizer is not None:
@@ -128,3 +211,65 @@ class StsTrainer(Trainer):
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+
+class SelectBestEpoch(TrainerCallback):
+    """Keeps the weights of the ``keep`` best epochs in memory and loads the best one when training ends.
+
+    Replaces ``load_best_model_at_end`` without checkpoint files; with ``patience`` it also stops
+    training after that many evaluations without a better score.
+
+    Args:
+        metric: the selection score as logged during training, ``eval_selection``.
+        keep: how many of the best epochs' weights to keep (``average_top_k``).
+        patience: early-stopping patience in epochs, or None.
+    """
+
+    def __init__(self, metric: str, keep: int = 1, patience: int | None = None):
+        self.metric = metric
+        self.keep = max(1, keep)
+        self.patience = patience
+        self.best: list[tuple[float, float, dict[str, torch.Tensor]]] = []  # (score, epoch, weights), best first
+        self.scores: list[tuple[float, float]] = []  # (epoch, score) of every evaluation
+        self._waited = 0
+
+    @property
+    def best_epoch(self) -> float | None:
+        return self.best[0][1] if self.best else None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not metrics or self.metric not in metrics:
+            return
+        score, epoch = float(metrics[self.metric]), float(state.epoch)
+        self.scores.append((epoch, score))
+        improved = not self.best or score > self.best[0][0]
+        if len(self.best) < self.keep or score > self.best[-1][0]:
+            weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+            self.best = sorted([*self.best, (score, epoch, weights)], key=lambda entry: -entry[0])[: self.keep]
+        self._waited = 0 if improved else self._waited + 1
+        if self.patience and self._waited >= self.patience:
+            logger.info("early stopping: %d epochs without a better %s", self._waited, self.metric)
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.best:
+            model.load_state_dict(self.best[0][2])
+
+
+class TimeLimit(TrainerCallback):
+    """Stops training after the epoch at which one more epoch would end past ``stop_at`` (Unix time)."""
+
+    def __init__(self, stop_at: float):
+        self.stop_at = stop_at
+        self._epoch_started = time.time()
+        self.stopped = False
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._epoch_started = time.time()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        now = time.time()
+        if now + 1.1 * (now - self._epoch_started) > self.stop_at and not control.should_training_stop:
+            logger.warning("time budget: stopping after epoch %.0f (the best epoch so far is kept)", state.epoch)
+            control.should_training_stop = True
+            self.stopped = True

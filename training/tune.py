@@ -3,12 +3,16 @@
     python -m training.tune --config training/configs/me5-small-ko.yaml \
         --space training/configs/search/me5-small-ko.yaml --workers 4 --n-trials 40 --timeout 3600
 
-Each trial fine-tunes with the base config plus the sampled values and reports validation
-Pearson after every epoch; the median pruner stops trials that fall behind. Selection is on
-the validation split of the training file only (dev metrics are recorded, never optimised).
-Workers are processes sharing one SQLite study, so several trials run on one GPU at once and
-an interrupted study resumes where it stopped. The report (``report.md``, ``trials.csv``,
-``best.yaml``: the base config with the best trial's values) is written to the study folder.
+Each trial fine-tunes with the base config plus the sampled values and reports its selection
+score (``selection_metric`` on validation, by default the label-balanced Pearson, plus any extra
+validation sets) after every epoch; the median pruner stops trials that fall behind. Selection
+is on held-out splits of the training data only (dev metrics are recorded, never optimised).
+Workers are processes sharing one SQLite study, so several trials run on one GPU at once and an
+interrupted study resumes where it stopped. Every finished trial leaves, in
+``trials/trial-N/``, ``run.json`` and ``scores.npz`` (for ``training.selection``) and
+``config.yaml`` (its full config); with ``--keep-packages K`` the trials among the K best so far
+also keep their model package. The report (``report.md``, ``trials.csv``, ``best.yaml``: the
+base config with the best trial's values) is written to the study folder.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from models.logs import configure_logging
-from training.arguments import SELECTION_METRIC, arguments_from_dict
+from training.arguments import SELECTION, arguments_from_dict
 
 logger = logging.getLogger("training.tune")
 
@@ -66,59 +70,75 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
 
 
 class PruningCallback(TrainerCallback):
-    """Reports validation Pearson to Optuna each epoch; prunes laggards and trials past the deadline."""
+    """Reports the selection score to Optuna each epoch; prunes laggards and trials past the deadline."""
 
-    def __init__(self, trial: optuna.Trial, deadline: float):
+    def __init__(self, trial: optuna.Trial, deadline: float, metric: str):
         self.trial = trial
         self.deadline = deadline
+        self.metric = f"eval_{metric}"
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        key = f"eval_{SELECTION_METRIC}"
+        key = self.metric
         if key not in (metrics or {}):
             return
         epoch = round(state.epoch)
         self.trial.report(metrics[key], step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"validation Pearson {metrics[key]:.4f} at epoch {epoch} is below the median")
+            raise optuna.TrialPruned(f"{key} {metrics[key]:.4f} at epoch {epoch} is below the median")
         if time.time() > self.deadline:
             raise optuna.TrialPruned("stopped at the study's deadline")
 
 
-def objective_function(base: dict, space: dict[str, dict], output_root: Path, deadline: float):
-    """The Optuna objective: fine-tune with sampled values, return the best validation Pearson."""
-    from training.train import fine_tune
+def objective_function(base: dict, space: dict[str, dict], output_root: Path, deadline: float, keep_packages: int = 0):
+    """The Optuna objective: fine-tune with sampled values, return the selected epoch's validation metric."""
+    from training.train import fine_tune, save_model_package, write_run_record
 
     def objective(trial: optuna.Trial) -> float:
         values = {**base, **suggest(trial, space)}
         output_dir = output_root / f"trial-{trial.number}"
-        values.update(
-            output_dir=str(output_dir),
-            save_to_store=False,
-            export_onnx=False,
-            save_only_model=True,
-            save_total_limit=1,
-            disable_tqdm=True,
-        )
+        values.update(output_dir=str(output_dir), save_to_store=False, export_onnx=False, disable_tqdm=True)
+        arguments = arguments_from_dict(values)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config = {k: v for k, v in values.items() if k != "output_dir"}
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        callback = PruningCallback(trial, deadline, SELECTION)
         try:
-            result = fine_tune(arguments_from_dict(values), callbacks=[PruningCallback(trial, deadline)])
-        finally:
+            result = fine_tune(arguments, callbacks=[callback])
+        except BaseException:
             shutil.rmtree(output_dir, ignore_errors=True)
+            raise
+        write_run_record(result, arguments, output_dir)
         for name, metrics in result.metrics.items():
-            for metric, value in metrics.items():
-                trial.set_user_attr(f"{name}_{metric}", value)
+            for key, value in metrics.items():
+                trial.set_user_attr(f"{name}_{key}", value)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        return result.metrics["validation"]["pearson"]
+        value = result.selection
+        if keep_packages and _among_best(trial.study, value, keep_packages):
+            save_model_package(result, arguments, output_dir / "model")
+        return value
 
     return objective
 
 
+def _among_best(study: optuna.Study, value: float, k: int) -> bool:
+    values = sorted((t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), reverse=True)
+    return len(values) < k or value > values[k - 1]
+
+
 def _worker(
-    study_name: str, storage: str, base: dict, space: dict, output_root: str, n_trials: int, deadline: float
+    study_name: str,
+    storage: str,
+    base: dict,
+    space: dict,
+    output_root: str,
+    n_trials: int,
+    deadline: float,
+    keep_packages: int = 0,
 ) -> None:
     configure_logging()
     study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     study.optimize(
-        objective_function(base, space, Path(output_root), deadline),
+        objective_function(base, space, Path(output_root), deadline, keep_packages),
         timeout=max(0.0, deadline - time.time()),
         callbacks=[MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
         catch=(RuntimeError,),  # e.g. CUDA out of memory in one trial: record it, continue
@@ -139,6 +159,7 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
         raise RuntimeError(f"study {study.study_name} has no complete trial yet")
     best = study.best_trial
     best_values = {**base, **{k: _decode(v) for k, v in best.params.items()}}
+    metric = f"selection score ({best_values.get('selection_metric', 'balanced_pearson')})"
     (study_dir / "best.yaml").write_text(
         yaml.safe_dump(best_values, sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
@@ -148,27 +169,38 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
         importances = {}
         logger.warning("parameter importances not computed: %s", error)
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
-    top = sorted(complete, key=lambda t: t.value, reverse=True)[:10]
+    top = sorted(complete, key=lambda t: t.value, reverse=True)[:15]
     names = list(best.params)
+    shown = (
+        "validation_balanced_pearson",
+        "validation_pearson",
+        "validation_korsts_train_pearson",
+        "validation_random_pearson",
+        "dev_pearson",
+        "dev_f1",
+        "korsts_dev_pearson",
+    )
+    shown = [key for key in shown if any(key in t.user_attrs for t in top)]
     rows = [
-        "| trial | validation Pearson | dev Pearson | dev F1 | best epoch | " + " | ".join(names) + " |",
-        "|---:|---:|---:|---:|---:|" + "---|" * len(names),
+        f"| trial | {metric} | " + " | ".join(shown) + " | best epoch | " + " | ".join(names) + " |",
+        "|---:|---:|" + "---:|" * len(shown) + "---:|" + "---|" * len(names),
     ]
     for t in top:
         attrs = t.user_attrs
         rows.append(
-            f"| {t.number} | {t.value:.4f} | {attrs.get('dev_pearson', float('nan')):.4f} | "
-            f"{attrs.get('dev_f1', float('nan')):.4f} | {attrs.get('best_epoch')} | "
+            f"| {t.number} | {t.value:.4f} | "
+            + " | ".join(f"{attrs.get(key, float('nan')):.4f}" for key in shown)
+            + f" | {attrs.get('best_epoch')} | "
             + " | ".join(_short(t.params.get(n)) for n in names)
             + " |"
         )
     importance_rows = "\n".join(f"| {name} | {value:.3f} |" for name, value in importances.items())
     report = f"""# Hyperparameter search: {study.study_name}
 
-Trials: {", ".join(f"{n} {s}" for s, n in counts.items() if n)}. Objective: validation Pearson
+Trials: {", ".join(f"{n} {s}" for s, n in counts.items() if n)}. Objective: {metric}
 (best epoch), higher is better. Dev metrics are recorded for reference and never optimised.
 
-## Best trial: #{best.number}, validation Pearson {best.value:.4f}
+## Best trial: #{best.number}, {metric} {best.value:.4f}
 
 ```yaml
 {yaml.safe_dump({k: _decode(v) for k, v in best.params.items()}, sort_keys=False).strip()}
@@ -215,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-trials", type=int, default=40, help="finished (complete or pruned) trials to reach")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds; running trials are pruned after it")
     parser.add_argument("--workers", type=int, default=1, help="trials run at once (processes)")
+    parser.add_argument("--keep-packages", type=int, default=0, help="trials among the K best so far keep a package")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report of a study")
     args = parser.parse_args(argv)
 
@@ -242,7 +275,16 @@ def main(argv: list[str] | None = None) -> None:
             args.n_trials,
             args.timeout,
         )
-        worker_args = (study_name, storage, base, space, str(study_dir / "trials"), args.n_trials, deadline)
+        worker_args = (
+            study_name,
+            storage,
+            base,
+            space,
+            str(study_dir / "trials"),
+            args.n_trials,
+            deadline,
+            args.keep_packages,
+        )
         if args.workers == 1:
             _worker(*worker_args)
         else:

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Round 2 (issue 10) on one GPU in one command, with a hard stop; see round2.py for the phases.
+#
+#   BASE_MODEL=/path/to/me5-small-ko training/experiments/round2.sh OUT_DIR [HARD_STOP_SECONDS]
+#
+# Environment: BASE_MODEL (the unpacked encoder; default: the config's model_name_or_path),
+# PYTHON (default python3), PROFILE (gpu, or tiny for a CPU dry run with outputs/tiny-electra),
+# CONFIG (default training/configs/me5-small-ko-r2.yaml), HARD_NEGATIVES (a pre-generated
+# training.augment file; default: generated at the start), USE_MPS (1 = try CUDA MPS, default).
+# Everything lands in OUT_DIR; OUT_DIR/summary.md is rewritten after every phase.
+set -uo pipefail
+started=$(date +%s)
+cd "$(dirname "$0")/../.."
+out=${1:?usage: round2.sh OUT_DIR [HARD_STOP_SECONDS]}
+hard_stop=${2:-540}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+# CUDA MPS lets the runs' small kernels share the GPU's SMs instead of taking turns. A private
+# pipe folder keeps the daemon ours; it is stopped on exit. Without it (or if a probe fails),
+# the runs share the GPU by time slicing.
+mps=off
+if [ "${USE_MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
+  mps_dir=$(mktemp -d /tmp/mps.XXXXXX)  # short: the daemon's socket path has a length limit
+  export CUDA_MPS_PIPE_DIRECTORY="$mps_dir/pipe" CUDA_MPS_LOG_DIRECTORY="$mps_dir/log"
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d 2>/dev/null \
+    && timeout 60 "$python" -c "import torch; torch.ones(1, device='cuda').sum().item()" >/dev/null 2>&1; then
+    mps=on
+    stop_mps() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
+    trap stop_mps EXIT
+    trap 'stop_mps; exit 143' TERM INT
+  else
+    echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+fi
+echo "CUDA MPS: $mps" | tee "$out/mps.txt"
+
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# the driver keeps its own deadline (what is left of HARD_STOP_SECONDS after the MPS probe);
+# timeout is the backstop (SIGTERM makes the driver stop every run it started)
+left=$((${hard_stop%.*} - ($(date +%s) - started)))
+timeout --kill-after=10 "$((left + 10))" "$python" training/experiments/round2.py "$out" \
+  --hard-stop "$left" --config "${CONFIG:-training/configs/me5-small-ko-r2.yaml}" \
+  --profile "${PROFILE:-gpu}" ${BASE_MODEL:+--base-model "$BASE_MODEL"}
+status=$?
+echo "exit $status; summary: $out/summary.md"
+exit $status
