@@ -235,7 +235,7 @@ class ScoringEngine:
                     self.observer.request_done(job.pairs, job.tokenize_s, started - job.enqueued, finished - started)
             if self.observer:
                 lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-                padded = sum(len(p) * int(lengths[p].max()) for p in passes)
+                padded = sum(len(p) * self.scorer.limits.padded(int(lengths[p].max())) for p in passes)
                 pairs = sum(job.pairs for job in jobs)
                 self.observer.round_done(pairs, len(rows), int(lengths.sum()), padded, len(passes))
 

@@ -71,9 +71,9 @@ class PairTokenizer:
             for e in encodings
         ]
 
-    def pad(self, pairs: Sequence[EncodedPair]) -> dict[str, np.ndarray]:
-        """Right-pads sequences to the longest one: ``input_ids``, ``attention_mask``, ``token_type_ids``."""
-        width = max(len(p) for p in pairs)
+    def pad(self, pairs: Sequence[EncodedPair], width: int | None = None) -> dict[str, np.ndarray]:
+        """Right-pads sequences to ``width`` (default: the longest): input ids, attention mask and type ids."""
+        width = width or max(len(p) for p in pairs)
         ids = np.full((len(pairs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(pairs), width), dtype=np.int64)
         type_ids = np.zeros((len(pairs), width), dtype=np.int64)

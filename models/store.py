@@ -60,15 +60,18 @@ def save_package(package_dir: str | Path, name: str = MODEL_NAME, torch_weights:
     """
     package_dir = Path(package_dir)
     metadata = read_metadata(package_dir)
-    tag = bentoml.Tag(name, package_version(package_dir))
+    int8 = package_dir / ONNX_SUBDIR / ONNX_INT8
+    rebuild = torch_weights and not has_torch_weights(package_dir) and int8.is_file()
+    version = package_version(package_dir)
+    if not torch_weights and not has_torch_weights(package_dir):
+        version += "-onnx"  # the same package stored without rebuilt PyTorch weights is another entry
+    tag = bentoml.Tag(name, version)
     try:
         existing = bentoml.models.get(tag)
         logger.info("%s is already in the model store (%s)", tag, existing.path)
         return existing
     except NotFound:
         pass
-    int8 = package_dir / ONNX_SUBDIR / ONNX_INT8
-    rebuild = torch_weights and not has_torch_weights(package_dir) and int8.is_file()
     labels = {
         "base_model": Path(metadata["base_model"]).name,
         "backends": "onnx,torch" if has_torch_weights(package_dir) or rebuild else "onnx",

@@ -126,5 +126,6 @@ def write_torch_weights(package_dir: str | Path, onnx_path: str | Path, dtype: s
     state = {name: value.astype(dtype) for name, value in float_weights_from_onnx(onnx_path).items()}
     target = Path(package_dir) / WEIGHTS_FILE
     save_file(state, str(target), metadata={"format": "pt", "source": Path(onnx_path).name})
+    target.chmod(0o644)  # readable by a service running as another user than the one who stored it
     logger.info("rebuilt %d %s tensors from %s into %s", len(state), dtype, Path(onnx_path).name, target)
     return target

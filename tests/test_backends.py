@@ -49,13 +49,21 @@ def test_scores_keep_request_order_whatever_the_passes(torch_scorer):
 
 
 def test_passes_are_cut_by_padded_tokens_and_rows():
-    lengths = np.array([10, 50, 12, 11, 49, 200])
-    passes = plan_passes(lengths, BatchLimits(max_batch_tokens=100, max_batch_rows=3))
-    assert sorted(np.concatenate(passes).tolist()) == list(range(6))
+    lengths = np.array([10, 50, 12, 11, 49, 200, 9])
+    passes = plan_passes(lengths, BatchLimits(max_batch_tokens=100, max_batch_rows=3, length_bucket=1))
+    assert sorted(np.concatenate(passes).tolist()) == list(range(7))
     for indices in passes:
         assert len(indices) <= 3
         assert len(indices) == 1 or len(indices) * lengths[indices].max() <= 100
-    assert [lengths[p].tolist() for p in passes] == [[10, 11, 12], [49, 50], [200]]
+    assert [lengths[p].tolist() for p in passes] == [[9, 10, 11], [12, 49], [50], [200]]
+
+
+def test_rows_share_a_pass_only_with_rows_of_the_same_padded_length():
+    limits = BatchLimits(max_batch_tokens=1000, max_batch_rows=8, length_bucket=16)
+    lengths = np.array([17, 30, 15, 32, 33, 1])
+    passes = plan_passes(lengths, limits)
+    assert [lengths[p].tolist() for p in passes] == [[1, 15], [17, 30, 32], [33]]
+    assert [limits.padded(n) for n in (1, 16, 17, 33)] == [16, 16, 32, 48]
 
 
 def test_symmetric_scoring_averages_both_orders_in_the_same_passes(trained_package, tmp_path):
