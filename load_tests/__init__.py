@@ -1,0 +1,1 @@
+"""Load tests and throughput benchmarks (see load_tests/README.md)."""

@@ -1,0 +1,1 @@
+"""Baseline servers the benchmark compares this service with."""
