@@ -35,6 +35,11 @@ def write_metadata(package_dir: str | Path, metadata: dict) -> None:
     (Path(package_dir) / METADATA_FILE).write_text(text, encoding="utf-8")
 
 
+def base_model_name(metadata: dict) -> str:
+    """The base encoder's public name (a hub id users can look up), else where training found it."""
+    return metadata.get("base_model_name") or metadata["base_model"]
+
+
 def metrics_by_runtime(metadata: dict) -> dict[str, dict[str, dict[str, float]]]:
     """Evaluation metrics keyed by runtime: ``pytorch`` (training) and, once exported, ``onnx_fp32``/``onnx_int8``."""
     exported = metadata.get("onnx", {})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.backends import ONNX_INT8, OnnxScorer
+from models.backends import ONNX_INT8
 from models.package import read_metadata
+from models.scorer import load_scorer
 from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV
 from training.data import read_pairs
 from training.metrics import sts_metrics
@@ -17,8 +18,8 @@ CARD_TOLERANCE = 0.005
 @pytest.fixture(scope="module")
 def dev_metrics() -> dict[str, float]:
     dev = read_pairs(KLUE_DEV)
-    scorer = OnnxScorer(DEFAULT_PACKAGE, device="cpu")
-    assert scorer.onnx_path.name == ONNX_INT8
+    scorer = load_scorer(DEFAULT_PACKAGE, "onnx", device="cpu")
+    assert scorer.runtime.path.name == ONNX_INT8
     return sts_metrics(scorer.score(list(zip(dev["sentence1"], dev["sentence2"]))), dev["label"].to_numpy())
 
 

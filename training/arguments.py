@@ -31,6 +31,13 @@ class ModelArguments:
     model_name_or_path: str = field(
         metadata={"help": "Hugging Face model id or local directory of the pretrained encoder."}
     )
+    base_model_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "The encoder's public name (e.g. its hub id) when model_name_or_path is a local copy; "
+            "recorded with the model and reported by the service's model_info."
+        },
+    )
     pooling: str = field(
         default="cls",
         metadata={"help": "'cls': the architecture's own classification head; 'mean': masked mean pooling."},

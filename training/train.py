@@ -396,6 +396,7 @@ def save_model_package(result: TrainingResult, arguments: Arguments, package_dir
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     metadata = {
         "base_model": arguments[0].model_name_or_path,
+        "base_model_name": arguments[0].base_model_name or arguments[0].model_name_or_path,
         "score_settings": result.settings.to_dict(),
         "hyperparameters": hyperparameters(arguments),
         "metrics": result.metrics,
