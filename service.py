@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse
 from models.engine import ScoringEngine
 from models.errors import ScoringError
 from models.inputs import check_pairs, check_rank, rank_order
-from models.package import metrics_by_runtime, read_metadata
+from models.package import base_model_name, metrics_by_runtime, read_metadata
 from models.scorer import load_scorer
 from models.scoring import SIMILAR_THRESHOLD
+from serving.grpc_server import ServedModel, start_grpc
 from serving.metrics import PrometheusObserver
 from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair
 from serving.settings import Settings
@@ -41,6 +42,8 @@ class KoSTS:
     model = bentoml.models.BentoModel(settings.model_tag)
 
     def __init__(self) -> None:
+        # gRPC (KO_STS_GRPC_PORT, 50051) starts now and answers NOT_SERVING until the model is warm
+        self.grpc = start_grpc(settings.grpc())
         path = self.model.path
         scorer = load_scorer(
             path,
@@ -55,17 +58,29 @@ class KoSTS:
         self.rules = settings.input_rules()
         self.tag = str(self.model.tag)
         self.metadata = read_metadata(path)
+        self.info = ModelInfo(
+            tag=self.tag,
+            backend=settings.backend,
+            device=scorer.device,
+            base_model=base_model_name(self.metadata),
+            metrics=metrics_by_runtime(self.metadata),
+        )
         self.engine.score_blocking(WARM_UP_PAIRS)  # ready only once a first batch has been scored
+        if self.grpc:
+            self.grpc.serve(ServedModel(self.engine, self.rules, self.info))
         logger.info(
-            "serving %s (%s) with %s, %s",
+            "serving %s (%s; dev %s) with %s, %s",
             self.tag,
-            self.metadata["base_model"],
+            self.info.base_model,
+            _dev_metrics(self.info.metrics),
             scorer.runtime.description,
             scorer.limits,
         )
 
     @bentoml.on_shutdown
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.grpc:  # draining since SIGTERM, like HTTP; the engine serves both until both are done
+            await self.grpc.stop()
         self.engine.close()
 
     @bentoml.api
@@ -105,13 +120,7 @@ class KoSTS:
     def model_info(self, ctx: bentoml.Context) -> ModelInfo:
         """The served model's tag, backend, device, base model and evaluation metrics."""
         ctx.response.headers[MODEL_HEADER] = self.tag
-        return ModelInfo(
-            tag=self.tag,
-            backend=settings.backend,
-            device=self.engine.scorer.device,
-            base_model=self.metadata["base_model"],
-            metrics=metrics_by_runtime(self.metadata),
-        )
+        return self.info
 
     def _error(self, error: ScoringError, ctx: bentoml.Context) -> JSONResponse:
         """The JSON error answer, with the status of models.errors.ERROR_TABLE (BentoML applies ctx's)."""
@@ -120,3 +129,10 @@ class KoSTS:
             ctx.response.headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
         ctx.response.headers[MODEL_HEADER] = self.tag
         return JSONResponse({"error": error.kind.value, "detail": error.message}, status_code=error.status.http)
+
+
+def _dev_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The served runtime's KLUE-STS dev figures for the start-up log line, e.g. 'pearson 0.887, f1 0.814'."""
+    runtime = "onnx_int8" if settings.backend == "onnx" else "pytorch"
+    dev = metrics.get(runtime, {}).get("dev") or metrics.get("pytorch", {}).get("dev")
+    return f"pearson {dev['pearson']:.3f}, f1 {dev['f1']:.3f}" if dev else "not measured"

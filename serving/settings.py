@@ -9,6 +9,7 @@ from models.backends import Backend, Device, TorchDtype
 from models.engine import EngineSettings
 from models.inputs import InputRules
 from models.scorer import BatchLimits
+from serving.grpc_server import GrpcOptions
 
 # Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     tokenizer_threads: int = Field(2, ge=1, description="threads tokenising incoming requests")
     max_pairs_per_request: int = Field(256, ge=1, description="most pairs (or rank candidates) in one request")
     max_sentence_chars: int = Field(2000, ge=1, description="most characters in one sentence")
+    grpc_enabled: bool = Field(True, description="serve gRPC next to HTTP in every worker")
+    grpc_host: str = Field("[::]", description="address the gRPC server binds ('[::]': every interface)")
+    grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (HTTP's is `bentoml serve --port`)")
+    grpc_grace_s: float = Field(30.0, ge=0, description="on shutdown, time gRPC calls in flight get to finish")
 
     def batch_limits(self, device: str) -> BatchLimits:
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
@@ -58,3 +63,9 @@ class Settings(BaseSettings):
     def input_rules(self) -> InputRules:
         """Limits on one request, the same for HTTP and gRPC."""
         return InputRules(max_pairs=self.max_pairs_per_request, max_sentence_chars=self.max_sentence_chars)
+
+    def grpc(self) -> GrpcOptions | None:
+        """Where the gRPC server listens; None when it is off. Several workers share the port (SO_REUSEPORT)."""
+        if not self.grpc_enabled:
+            return None
+        return GrpcOptions(self.grpc_host, self.grpc_port, self.grpc_grace_s, reuse_port=self.workers > 1)

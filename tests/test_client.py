@@ -1,0 +1,215 @@
+"""The ko_sts client: answers, errors and retries over HTTP (a mock transport) and gRPC (the real server class).
+
+Which failures are retried must match the service's error table; the end-to-end comparison of
+both clients against `bentoml serve` is in tests/test_grpc.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import ExitStack
+
+import httpx
+import numpy as np
+import pytest
+
+from ko_sts import GrpcClient, HttpClient, KoStsError, PairScore, RankedCandidate, Retry
+from ko_sts.client import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
+from models.engine import Scored
+from models.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
+from models.inputs import InputRules
+from serving.grpc_server import ServedModel
+from tests.test_grpc import INFO, local_server
+
+PAIRS = [("오늘 날씨 좋다", "날씨가 맑네요"), ("환불은 언제 되나요?", "배송은 얼마나 걸려요?")]
+
+
+def test_the_client_retries_exactly_what_the_error_table_calls_retryable():
+    for kind, status in ERROR_TABLE.items():
+        assert (status.http in RETRY_HTTP_STATUSES) == status.retry, kind
+        assert (status.grpc in RETRY_GRPC_CODES) == status.retry, kind
+    for http, kind in KIND_OF_HTTP_STATUS.items():
+        assert http == 400 or ERROR_TABLE[ErrorKind(kind)].http == http  # 400: BentoML's own validation
+    for code, kind in KIND_OF_GRPC_CODE.items():
+        assert ERROR_TABLE[ErrorKind(kind)].grpc == code
+
+
+def test_backoff_waits_out_retry_after_plus_capped_jitter():
+    retry = Retry(attempts=5, base_s=0.1, max_s=0.3)
+    for n in range(5):
+        delays = [retry.delay(n, None) for _ in range(200)]
+        assert 0 <= min(delays) and max(delays) <= min(0.3, 0.1 * 2**n)
+    assert all(2.0 <= retry.delay(0, 2.0) <= 2.1 for _ in range(100))
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    waited: list[float] = []
+    monkeypatch.setattr("ko_sts.client.time.sleep", waited.append)
+    return waited
+
+
+def _http_client(responses: list, **options) -> tuple[HttpClient, list[httpx.Request]]:
+    """An HttpClient whose requests get ``responses`` in turn (an exception is raised instead)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = responses[min(len(seen), len(responses)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = HttpClient("http://ko-sts.test", **options)
+    client._http = httpx.Client(base_url="http://ko-sts.test", transport=httpx.MockTransport(handler))
+    return client, seen
+
+
+OK_SCORES = httpx.Response(
+    200,
+    json=[{"score": 4.2, "similar": True, "truncated": False}, {"score": 0.5, "similar": False, "truncated": True}],
+    headers={"X-Ko-Sts-Model": "ko-sts:abc"},
+)
+
+
+def _error(status: int, kind: str, retry_after: str | None = None) -> httpx.Response:
+    headers = {"X-Ko-Sts-Model": "ko-sts:abc", **({"Retry-After": retry_after} if retry_after else {})}
+    return httpx.Response(status, json={"error": kind, "detail": f"{kind} detail"}, headers=headers)
+
+
+def test_http_score_sends_pairs_and_reads_results_and_model(sleeps):
+    client, seen = _http_client([OK_SCORES])
+    result = client.score([PAIRS[0], {"sentence1": PAIRS[1][0], "sentence2": PAIRS[1][1]}])
+    assert result.results == [PairScore(4.2, True, False), PairScore(0.5, False, True)]
+    assert result.model_tag == "ko-sts:abc"
+    assert seen[0].url.path == "/score"
+    assert httpx.Response(200, content=seen[0].content).json() == {
+        "pairs": [{"sentence1": a, "sentence2": b} for a, b in PAIRS]
+    }
+
+
+def test_http_rank_sends_top_k_only_when_given(sleeps):
+    ranked = httpx.Response(200, json=[{"index": 1, "score": 3.5, "similar": True, "truncated": False}])
+    client, seen = _http_client([ranked])
+    assert client.rank("q", ["a", "b"], top_k=1).results == [RankedCandidate(1, 3.5, True, False)]
+    client.rank("q", ["a", "b"])
+    bodies = [httpx.Response(200, content=r.content).json() for r in seen]
+    assert bodies == [{"query": "q", "candidates": ["a", "b"], "top_k": 1}, {"query": "q", "candidates": ["a", "b"]}]
+
+
+def test_http_503_is_retried_after_retry_after(sleeps):
+    client, seen = _http_client([_error(503, "queue_timeout", "1"), OK_SCORES])
+    assert len(client.score(PAIRS).results) == 2
+    assert len(seen) == 2 and len(sleeps) == 1 and 1.0 <= sleeps[0] <= 1.1
+
+
+def test_a_connection_that_cannot_be_opened_is_retried(sleeps):
+    client, seen = _http_client([httpx.ConnectError("refused"), OK_SCORES])
+    assert len(client.score(PAIRS).results) == 2 and len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "kind"),
+    [(_error(429, "overloaded", "1"), "overloaded"), (_error(422, "invalid_input"), "invalid_input")],
+)
+def test_http_429_and_bad_input_are_never_retried(sleeps, response, kind):
+    client, seen = _http_client([response, OK_SCORES])
+    with pytest.raises(KoStsError) as failed:
+        client.score(PAIRS)
+    assert failed.value.kind == kind and failed.value.message == f"{kind} detail"
+    assert failed.value.model_tag == "ko-sts:abc" and not failed.value.retryable
+    assert len(seen) == 1 and sleeps == []
+
+
+def test_retries_stop_after_the_last_attempt_or_before_the_deadline(sleeps):
+    client, seen = _http_client([_error(503, "unavailable")], retry=Retry(attempts=3))
+    with pytest.raises(KoStsError, match="unavailable"):
+        client.score(PAIRS)
+    assert len(seen) == 3 and len(sleeps) == 2
+    client, seen = _http_client([_error(503, "unavailable", "30")], timeout_s=5)
+    with pytest.raises(KoStsError) as failed:
+        client.score(PAIRS)  # waiting 30 s would pass the 5 s deadline: give up at once
+    assert failed.value.retry_after_s == 30 and len(seen) == 1
+
+
+def test_bentoml_validation_errors_become_invalid_input(sleeps):
+    bentoml_400 = httpx.Response(400, json={"error": "1 validation error for Input", "detail": [{"loc": ["pairs"]}]})
+    client, _ = _http_client([bentoml_400])
+    with pytest.raises(KoStsError) as failed:
+        client.score(PAIRS)
+    assert failed.value.kind == "invalid_input" and failed.value.status == 400 and "pairs" in failed.value.message
+
+
+class ScriptedEngine:
+    """Raises the scripted errors in turn, then scores every pair 4.0 (after ``delay_s``)."""
+
+    def __init__(self, errors: list[Exception], delay_s: float = 0.0):
+        self.errors = list(errors)
+        self.calls = 0
+        self.delay_s = delay_s
+
+    async def score(self, pairs, timeout_s=None) -> Scored:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        await asyncio.sleep(self.delay_s)
+        return Scored(np.full(len(pairs), 4.0), np.zeros(len(pairs), dtype=bool))
+
+
+@pytest.fixture
+def grpc_client():
+    """Makes GrpcClients of in-process servers: ``grpc_client(engine, **client_options)``."""
+    with ExitStack() as stack:
+
+        def make(engine: ScriptedEngine, **options) -> GrpcClient:
+            server, _ = stack.enter_context(local_server())
+            server.serve(ServedModel(engine, InputRules(), INFO))
+            return stack.enter_context(GrpcClient(f"127.0.0.1:{server.port}", **options))
+
+        yield make
+
+
+def test_grpc_unavailable_is_retried_after_retry_after(sleeps, grpc_client):
+    engine = ScriptedEngine([Unavailable("shutting down", retry_after_s=2.0)])
+    client = grpc_client(engine)
+    result = client.score(PAIRS)
+    assert result.results == [PairScore(4.0, True, False)] * 2 and result.model_tag == INFO.tag
+    assert engine.calls == 2 and len(sleeps) == 1 and 2.0 <= sleeps[0] <= 2.1
+    ranked = client.rank("q", ["a", "b", "c"], top_k=2)
+    assert [c.index for c in ranked.results] == [0, 1]  # equal scores: by index
+    assert client.model_info().tag == INFO.tag
+
+
+def test_grpc_resource_exhausted_is_never_retried(sleeps, grpc_client):
+    engine = ScriptedEngine([Overloaded("the queue is full", retry_after_s=1.0)])
+    client = grpc_client(engine)
+    with pytest.raises(KoStsError) as failed:
+        client.score(PAIRS)
+    error = failed.value
+    assert (error.kind, error.status, error.retry_after_s, error.model_tag) == (
+        "overloaded",
+        "RESOURCE_EXHAUSTED",
+        1.0,
+        INFO.tag,
+    )
+    assert error.message == "the queue is full" and engine.calls == 1 and sleeps == []
+    with pytest.raises(KoStsError) as bad:
+        client.rank("q", [" "])
+    assert bad.value.kind == "invalid_input" and "candidates[0]" in bad.value.message
+
+
+def test_grpc_deadline_covers_the_call_and_is_not_retried(sleeps, grpc_client):
+    engine = ScriptedEngine([], delay_s=2.0)
+    client = grpc_client(engine, timeout_s=0.3)
+    with pytest.raises(KoStsError) as late:
+        client.score(PAIRS)
+    assert late.value.kind == "deadline_exceeded" and engine.calls == 1 and sleeps == []
+
+
+def test_grpc_without_a_server_retries_then_says_unavailable(sleeps):
+    with local_server() as (server, _):
+        port = server.port  # free again once this server has stopped
+    with GrpcClient(f"127.0.0.1:{port}", timeout_s=10, retry=Retry(attempts=2)) as client:
+        with pytest.raises(KoStsError) as down:
+            client.model_info()
+    assert down.value.kind == "unavailable" and down.value.retryable and len(sleeps) == 1
