@@ -17,7 +17,6 @@ from models.engine import ScoringEngine
 from models.errors import ScoringError
 from models.inputs import check_pairs, check_rank, rank_order
 from models.package import base_model_name, metrics_by_runtime, read_metadata
-from models.scorer import load_scorer
 from models.scoring import SIMILAR_THRESHOLD
 from serving.grpc_server import ServedModel, start_grpc
 from serving.metrics import PrometheusObserver
@@ -45,15 +44,7 @@ class KoSTS:
         # gRPC (KO_STS_GRPC_PORT, 50051) starts now and answers NOT_SERVING until the model is warm
         self.grpc = start_grpc(settings.grpc())
         path = self.model.path
-        scorer = load_scorer(
-            path,
-            settings.backend,
-            device=settings.device,
-            onnx_file=settings.onnx_file,
-            threads=settings.threads,
-            dtype=settings.torch_dtype,
-        )
-        scorer.limits = settings.batch_limits(scorer.device)
+        scorer = settings.scorer(path)
         self.engine = ScoringEngine(scorer, settings.engine(), PrometheusObserver())
         self.rules = settings.input_rules()
         self.tag = str(self.model.tag)

@@ -231,19 +231,8 @@ def service_settings(env: dict[str, str]):
 
 def load_service_scorer(model_dir: Path, env: dict[str, str]):
     """The scorer exactly as ``service.py`` builds it (backend, device, dtype, threads, batch limits)."""
-    from models.scorer import load_scorer
-
     settings = service_settings(env)
-    scorer = load_scorer(
-        model_dir,
-        settings.backend,
-        device=settings.device,
-        onnx_file=settings.onnx_file,
-        threads=settings.threads,
-        dtype=settings.torch_dtype,
-    )
-    scorer.limits = settings.batch_limits(scorer.device)
-    return scorer, settings
+    return settings.scorer(model_dir), settings
 
 
 class CountingObserver:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,28 @@ class Scorer:
         self.settings = settings
         self.limits = limits
 
+    @classmethod
+    def for_package(
+        cls,
+        model_dir: str | Path,
+        runtime: Runtime,
+        limits: BatchLimits | None = None,
+        symmetric: bool | None = None,
+    ) -> Scorer:
+        """The scorer of a model package over a loaded runtime.
+
+        Args:
+            symmetric: score both sentence orders (True) or only the given one (False); None keeps
+                the model's own setting (``config.json``).
+        """
+        settings = ScoreSettings.from_model_dir(model_dir)
+        if symmetric is not None:
+            settings = replace(settings, symmetric=symmetric)
+        limits = limits or BatchLimits()
+        orders = "both orders" if settings.symmetric else "one order"
+        logger.info("scorer: %s, %s, %s", runtime.description, limits, orders)
+        return cls(runtime, PairTokenizer.from_dir(model_dir, settings.max_length), settings, limits)
+
     @property
     def device(self) -> str:
         """Where the network runs, e.g. ``cpu`` or ``cuda:0``."""
@@ -155,8 +177,5 @@ def load_scorer(
     dtype: TorchDtype = "auto",
 ) -> Scorer:
     """A :class:`Scorer` over a model package, on ONNX Runtime (default) or PyTorch."""
-    settings = ScoreSettings.from_model_dir(model_dir)
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
-    tokenizer = PairTokenizer.from_dir(model_dir, settings.max_length)
-    logger.info("scorer: %s, %s", runtime.description, limits or BatchLimits())
-    return Scorer(runtime, tokenizer, settings, limits or BatchLimits())
+    return Scorer.for_package(model_dir, runtime, limits)

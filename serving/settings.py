@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.backends import Backend, Device, TorchDtype
+from models.backends import Backend, Device, TorchDtype, load_runtime
 from models.engine import EngineSettings
 from models.inputs import InputRules
-from models.scorer import BatchLimits
+from models.scorer import BatchLimits, Scorer
 from serving.grpc_server import GrpcOptions
 
 # Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
@@ -27,6 +29,11 @@ class Settings(BaseSettings):
         None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
     )
     torch_dtype: TorchDtype = Field("auto", description="PyTorch weights' dtype: 'auto' is float16 on CUDA")
+    symmetric: bool | None = Field(
+        None,
+        description="score both sentence orders (true) or the given one only (false, twice the throughput); "
+        "unset: the model's own setting",
+    )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 uses every core")
     workers: int = Field(1, ge=1, description="service processes, each with its own model copy and queue")
     max_batch_tokens: int | None = Field(
@@ -49,6 +56,18 @@ class Settings(BaseSettings):
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
         tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
         return BatchLimits(max_batch_tokens=tokens, max_batch_rows=self.max_batch_rows)
+
+    def scorer(self, model_dir: str | Path) -> Scorer:
+        """The scorer these settings describe over a model package (backend, device, dtype, limits, orders)."""
+        runtime = load_runtime(
+            model_dir,
+            self.backend,
+            device=self.device,
+            onnx_file=self.onnx_file,
+            threads=self.threads,
+            dtype=self.torch_dtype,
+        )
+        return Scorer.for_package(model_dir, runtime, self.batch_limits(runtime.device), self.symmetric)
 
     def engine(self) -> EngineSettings:
         """The queueing settings of :class:`models.engine.ScoringEngine`."""
