@@ -8,6 +8,7 @@ from models.backends import ONNX_INT8
 from models.package import read_metadata
 from models.scorer import load_scorer
 from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV
+from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
 from training.data import read_pairs
 from training.metrics import sts_metrics
 
@@ -39,3 +40,17 @@ def test_default_package_is_small_and_onnx_only():
     size = sum(p.stat().st_size for p in DEFAULT_PACKAGE.rglob("*") if p.is_file())
     assert size <= 30_000_000
     assert not list(DEFAULT_PACKAGE.glob("*.safetensors"))
+
+
+def test_default_model_scores_the_contrast_set_as_its_model_card_states():
+    stated = read_metadata(DEFAULT_PACKAGE)["onnx"]["contrast"]
+    frame = read_contrast(CONTRAST_FILE)
+    served = contrast_accuracy(
+        load_scorer(DEFAULT_PACKAGE, "onnx", device="cpu").score(list(zip(frame["sentence1"], frame["sentence2"]))),
+        frame,
+    )
+    card = (DEFAULT_PACKAGE / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for category, metrics in stated.items():
+        # one pair more or less per category: the served flag of a pair at 3.0 +- float noise
+        assert abs(served[category]["accuracy"] - metrics["accuracy"]) <= 1 / metrics["pairs"] + 1e-9, category
+        assert f"| {category} | {metrics['pairs']} | {metrics['accuracy']:.3f} |" in card or category == "all"

@@ -7,7 +7,8 @@ Writes ``onnx/model.onnx`` (float32, dynamic batch and sequence axes) and
 then scores the validation and dev sets with all three and records in ``metadata.json``: the
 largest |PyTorch - ONNX| score difference, the metrics of each, the int8 model's largest and
 99th-percentile difference from float32 per pair, its batch invariance, and reference scores of
-fixed pairs for the service's start-up parity check. The validation split is rebuilt from the
+fixed pairs for the service's start-up parity check, and the served model's accuracy per
+category on the contrast set (``data/contrast``). The validation split is rebuilt from the
 training file and split seed recorded in the metadata (checked by hash).
 """
 
@@ -27,6 +28,7 @@ from models.logs import configure_logging
 from models.package import read_metadata, write_metadata
 from models.pairs import PairTokenizer
 from models.scorer import Scorer, load_scorer
+from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
 from training.evaluate import evaluation_sets, score_frame
 from training.metrics import sts_metrics
 from training.quantize import SCHEME, quantize_weights
@@ -133,6 +135,11 @@ def export_package(package_dir: Path, quantize: bool = True) -> dict:
             )
         report["int8"] = int8
     report["reference"] = reference_scores(scorers)
+    if CONTRAST_FILE.is_file():
+        served = scorers["onnx_int8" if quantize else "onnx_fp32"]
+        frame = read_contrast(CONTRAST_FILE)
+        report["contrast"] = contrast_accuracy(score_frame(served, frame), frame)
+        logger.info("contrast set (as served): %s", {k: round(v["accuracy"], 3) for k, v in report["contrast"].items()})
     metadata["onnx"] = report
     write_metadata(package_dir, metadata)
     return report

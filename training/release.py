@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from models.backends import ONNX_INT8, ONNX_SUBDIR
 from models.logs import configure_logging
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
+from training.contrast import format_table
 
 logger = logging.getLogger("training.release")
 
@@ -48,6 +49,17 @@ def _korsts(onnx: dict) -> str:
         for name, key in (("PyTorch", "torch"), ("int8", "onnx_int8"))
     )
     return f"; its Pearson / Spearman: {pairs}."
+
+
+def _contrast_text(onnx: dict) -> str:
+    if "contrast" not in onnx:
+        return ""
+    return (
+        "\nMeaning, not topic: the served `similar` flag on the contrast set (`data/contrast/`, pairs "
+        "written for this project: paraphrases should be similar, the other categories not):\n\n"
+        + format_table(onnx["contrast"])
+        + "\n"
+    )
 
 
 def _deltas(by_set: dict[str, float]) -> str:
@@ -142,7 +154,7 @@ scores. The PyTorch row is the checkpoint this export was made from (weights sav
 {_row("PyTorch", onnx["torch"])}
 {_row("ONNX float32", onnx["onnx_fp32"])}
 {_row("ONNX int8 (served)", onnx["onnx_int8"])}
-{_source_text(metadata)}
+{_source_text(metadata)}{_contrast_text(onnx)}
 ONNX float32 against PyTorch: max |score difference| {onnx["parity_max_abs_delta"]:.1e} over
 {onnx["parity_pairs"]} pairs. KorSTS dev is out of domain (translated STS-B captions, news, forums){_korsts(onnx)}
 Published KLUE-STS dev baselines (Pearson / F1 x100): KLUE-BERT-base 90.85 / 82.84,
