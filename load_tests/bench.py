@@ -44,11 +44,11 @@ from load_tests.servers import (
     ServerFailed,
     ServerKind,
     baseline_command,
-    bentoml_command,
     free_port,
     model_only,
     release_memory,
     server_kind,
+    service_server,
 )
 
 logger = logging.getLogger("load_tests.bench")
@@ -290,7 +290,6 @@ class Bench:
         log = self.output / f"server-{kind.key}-{kind.name}.log"
         if kind.name == "in-process":
             return InProcessEngine(model.folder, config.service_env)
-        port = free_port(config.host)
         if kind.name == "baseline":
             from models.package import has_torch_weights
 
@@ -302,15 +301,13 @@ class Bench:
                 )
             env = {"SEED_MODEL_DIR": str(folder), "SEED_DEVICE": config.device, "SEED_DTYPE": config.baseline_dtype}
             what = f"torch {config.baseline_dtype} eager on {config.device}, {folder}"
+            port = free_port(config.host)
             return HttpServer(baseline_command(config.host, port), env, config.host, port, log, False, what)
-        grpc_port = free_port(config.host)  # never the default 50051, which another server may hold
-        env = {**config.service_env, "KO_STS_MODEL_TAG": model.tag or "", "KO_STS_GRPC_PORT": str(grpc_port)}
+        env = {**config.service_env, "KO_STS_MODEL_TAG": model.tag or ""}
         if kind.name == "unbatched":
             env["KO_STS_BATCHING"] = "false"
         api = "rank" if kind.name in ("rank", "grpc-rank") else "score"
-        grpc_target = f"{config.host}:{grpc_port}" if kind.name in ("grpc", "grpc-rank") else None
-        command = bentoml_command(config.host, port)
-        return HttpServer(command, env, config.host, port, log, metrics=True, api=api, grpc_target=grpc_target)
+        return service_server(config.host, env, log, api=api, grpc=kind.name in ("grpc", "grpc-rank"))
 
     def _serve_and_measure(self, kind: ServerKind, model: ModelRef, entry: dict) -> None:
         config = self.config

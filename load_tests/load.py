@@ -31,6 +31,18 @@ import numpy as np
 Pair = tuple[str, str]
 OK = "ok"
 APIS = ("score", "rank")
+# refusals that must say when to retry (HTTP ``Retry-After``, gRPC ``retry-after`` trailing metadata)
+RETRY_AFTER_CODES = frozenset({"429", "503", "RESOURCE_EXHAUSTED", "UNAVAILABLE"})
+NO_RETRY_AFTER = " no-retry-after"
+
+
+def refusal_label(code: str, retry_after: bool) -> str:
+    """An error label: a 429/503 (RESOURCE_EXHAUSTED/UNAVAILABLE) without a retry hint gets ``NO_RETRY_AFTER``.
+
+    On gRPC, an UNAVAILABLE raised by the channel itself (the connection broke) carries no hint
+    either, so the label also tells a service's refusal from a transport failure.
+    """
+    return code + NO_RETRY_AFTER if code in RETRY_AFTER_CODES and not retry_after else code
 
 
 def read_sentence_pairs(path: str | Path) -> list[Pair]:
@@ -131,13 +143,13 @@ class HttpTransport(Transport):
     async def send(self, payload: tuple[bytes, int]) -> str:
         request, expected = payload
         try:
-            status, body = await self._exchange(request)
+            status, body, head = await self._exchange(request)
         except TimeoutError:
             return "timeout"
         except OSError as error:  # refused, reset, closed mid-response
             return type(error).__name__
         if status != 200:
-            return str(status)
+            return refusal_label(str(status), b"\r\nretry-after:" in head)
         # one "score" key per pair: a cheap check that every pair was answered
         return OK if body.count(b'"score"') == expected else "wrong_count"
 
@@ -145,13 +157,13 @@ class HttpTransport(Transport):
         if not self.metrics:
             return None
         try:
-            status, body = await self._exchange(f"GET /metrics HTTP/1.1\r\n{self._head}\r\n".encode())
+            status, body, _ = await self._exchange(f"GET /metrics HTTP/1.1\r\n{self._head}\r\n".encode())
         except (TimeoutError, OSError):
             return None
         return parse_prometheus_sums(body.decode()) if status == 200 else None
 
-    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
-        """Sends one request on an idle connection (or a new one) and returns its status and body."""
+    async def _exchange(self, request: bytes) -> tuple[int, bytes, bytes]:
+        """Sends one request on an idle connection (or a new one); returns its status, body and lower-cased head."""
         loop = asyncio.get_running_loop()
         connection = None
         while self._idle and connection is None:
@@ -166,7 +178,7 @@ class HttpTransport(Transport):
         waiter = connection.send(request)
         timer = loop.call_later(self.timeout_s, connection.expire)
         try:
-            status, body, reusable = await waiter
+            status, body, head, reusable = await waiter
         except BaseException:
             connection.close()
             self._all.discard(connection)
@@ -178,7 +190,7 @@ class HttpTransport(Transport):
         else:
             connection.close()
             self._all.discard(connection)
-        return status, body
+        return status, body, head
 
 
 class _Connection(asyncio.Protocol):
@@ -226,7 +238,7 @@ class _Connection(asyncio.Protocol):
             del self.buffer[:consumed]
         else:
             return  # no length: not HTTP/1.1 as the servers here speak it; ends as a reset at close
-        self.waiter.set_result((status, body, reusable))
+        self.waiter.set_result((status, body, head, reusable))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -338,7 +350,10 @@ class GrpcTransport(Transport):
             reply = await self._call(request, timeout=self.timeout_s)
         except self._grpc.aio.AioRpcError as error:
             code = error.code()
-            return "timeout" if code == self._grpc.StatusCode.DEADLINE_EXCEEDED else code.name
+            if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:
+                return "timeout"
+            trailing = error.trailing_metadata() or ()
+            return refusal_label(code.name, any(key == "retry-after" for key, _ in trailing))
         return OK if len(self._reply.FromString(reply).results) == expected else "wrong_count"
 
     async def counters(self) -> dict[str, float] | None:
@@ -452,12 +467,22 @@ class LoadDriver:
         transport: how requests are sent.
         cpu_seconds: CPU seconds used so far by the server's processes (``None`` when it is this process).
         drain_s: after a window, how long to wait for requests still in flight before cancelling them.
+        trace: if given, every request of the closed and open loops is appended to it as
+            ``(due, done, status)`` (``time.perf_counter`` seconds; ``due`` as in the latency),
+            warm-up included: for timelines (``load_tests/overload.py``).
     """
 
-    def __init__(self, transport: Transport, cpu_seconds: Callable[[], float] | None = None, drain_s: float = 60.0):
+    def __init__(
+        self,
+        transport: Transport,
+        cpu_seconds: Callable[[], float] | None = None,
+        drain_s: float = 60.0,
+        trace: list[tuple[float, float, str]] | None = None,
+    ):
         self.transport = transport
         self.cpu_seconds = cpu_seconds
         self.drain_s = drain_s
+        self.trace = trace
 
     async def closed_loop(self, payloads: Sequence[Any], mix: int, concurrency: int, seconds: float, warmup: float):
         """``concurrency`` clients, each sending its next request as soon as the last one returns."""
@@ -470,6 +495,8 @@ class LoadDriver:
             while (sent := time.perf_counter()) < end:
                 status = await self.transport.send(payloads[i % len(payloads)])
                 done = time.perf_counter()
+                if self.trace is not None:
+                    self.trace.append((sent, done, status))
                 i += concurrency
                 if start <= done <= end:
                     window.record(status, done - sent)
@@ -495,6 +522,8 @@ class LoadDriver:
         async def one(payload: Any, due: float) -> None:
             status = await self.transport.send(payload)
             done = time.perf_counter()
+            if self.trace is not None:
+                self.trace.append((due, done, status))
             if start <= due < end:
                 window.record(status, done - due)
             window.served += status == OK and start <= done <= end

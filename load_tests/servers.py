@@ -214,6 +214,23 @@ def bentoml_command(host: str, port: int) -> list[str]:
     return [*executable, "serve", "--host", host, "--port", str(port)]
 
 
+def service_server(
+    host: str, env: dict[str, str], log_path: Path, api: str = "score", grpc: bool = False, description: str = ""
+) -> HttpServer:
+    """``bentoml serve`` of this repository's service on free HTTP and gRPC ports, driven over HTTP or gRPC.
+
+    ``env`` holds its ``KO_STS_*`` settings (``KO_STS_MODEL_TAG`` among them); the gRPC port is
+    never the default 50051, which another server may hold.
+    """
+    port, grpc_port = free_port(host), free_port(host)
+    env = {**env, "KO_STS_GRPC_PORT": str(grpc_port)}
+    grpc_target = f"{host}:{grpc_port}" if grpc else None
+    command = bentoml_command(host, port)
+    return HttpServer(
+        command, env, host, port, log_path, metrics=True, description=description, api=api, grpc_target=grpc_target
+    )
+
+
 def baseline_command(host: str, port: int) -> list[str]:
     return [
         sys.executable,
@@ -275,7 +292,7 @@ class InProcessEngine:
 
         started = time.monotonic()
         scorer, settings = load_service_scorer(self.model_dir, self.env)
-        self.engine = ScoringEngine(scorer, settings.engine(), self.observer)
+        self.engine = ScoringEngine(scorer, settings.engine(scorer.device), self.observer)
         self.engine.score_blocking([("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요.")])
         self.description = f"{scorer.runtime.description}, {scorer.limits}"
         return time.monotonic() - started

@@ -9,10 +9,11 @@ previous round runs (continuous batching, as text-embeddings-inference does). An
 ``batch_wait_ms`` trades latency for fuller batches.
 
 Bounds: at most ``max_queued_pairs`` pairs wait (more is refused at once with
-:class:`~models.errors.Overloaded`); a request that waited ``queue_timeout_ms`` without starting
-is refused with :class:`~models.errors.QueueTimeout`; a caller's own deadline drops its work with
-:class:`~models.errors.DeadlineExceeded`; work whose caller has gone (a cancelled future) is
-skipped. HTTP and gRPC both call :meth:`ScoringEngine.score`.
+:class:`~models.errors.Overloaded`; a request larger than the bound is taken only into an empty
+queue); a request that waited ``queue_timeout_ms`` without starting is refused with
+:class:`~models.errors.QueueTimeout` at that moment, even while a round runs; a caller's own
+deadline drops its work with :class:`~models.errors.DeadlineExceeded`; work whose caller has
+gone (a cancelled future) is skipped. HTTP and gRPC both call :meth:`ScoringEngine.score`.
 """
 
 from __future__ import annotations
@@ -129,14 +130,27 @@ class ScoringEngine:
         self._admit(len(pairs))
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(self._tokenizers, self.scorer.encode, pairs)
-        future = self._enqueue(len(pairs), rows, started, timeout_s)
-        return await asyncio.wrap_future(future)
+        job = self._enqueue(len(pairs), rows, started, timeout_s)
+        answer = asyncio.wrap_future(job.future)
+        try:
+            done, _ = await asyncio.wait({answer}, timeout=_time_left(job))
+        except asyncio.CancelledError:  # the caller went away: the worker skips the job
+            answer.cancel()
+            raise
+        if not done:
+            self._withdraw(job)
+        return await answer
 
     def score_blocking(self, pairs: Sequence[Pair], timeout_s: float | None = None) -> Scored:
         """Scores pairs through the queue from a plain thread (tokenises in the calling thread)."""
         started = time.monotonic()
         self._admit(len(pairs))
-        return self._enqueue(len(pairs), self.scorer.encode(pairs), started, timeout_s).result()
+        job = self._enqueue(len(pairs), self.scorer.encode(pairs), started, timeout_s)
+        try:
+            return job.future.result(timeout=_time_left(job))
+        except TimeoutError:
+            self._withdraw(job)
+            return job.future.result()
 
     def close(self) -> None:
         """Stops the worker; requests still waiting are refused."""
@@ -154,7 +168,7 @@ class ScoringEngine:
     def _admit(self, pairs: int) -> None:
         if self._closed:
             raise Unavailable("the service is shutting down; retry on another replica")
-        if self._queued_pairs + pairs > self.settings.max_queued_pairs:
+        if self._queued_pairs and self._queued_pairs + pairs > self.settings.max_queued_pairs:
             self._refused("overloaded")
             raise Overloaded(
                 f"the queue holds {self._queued_pairs} pairs and takes at most {self.settings.max_queued_pairs}; "
@@ -162,7 +176,7 @@ class ScoringEngine:
                 retry_after_s=1.0,
             )
 
-    def _enqueue(self, pairs: int, rows: list[EncodedPair], started: float, timeout_s: float | None) -> Future:
+    def _enqueue(self, pairs: int, rows: list[EncodedPair], started: float, timeout_s: float | None) -> _Job:
         now = time.monotonic()
         queue_deadline = now + self.settings.queue_timeout_ms / 1000.0
         client_deadline = started + timeout_s if timeout_s is not None else float("inf")
@@ -182,7 +196,20 @@ class ScoringEngine:
             self._queued_pairs += pairs
             self._condition.notify()
         self._queue_changed()
-        return job.future
+        return job
+
+    def _withdraw(self, job: _Job) -> None:
+        """Refuses a job whose deadline passed while it waited, at once (not when the current round ends).
+
+        A job the worker has already taken is left to finish.
+        """
+        with self._condition:
+            if job not in self._queue:
+                return
+            self._queue.remove(job)
+            self._queued_pairs -= job.pairs
+        self._queue_changed()
+        self._expire(job, time.monotonic())
 
     def _take_round(self) -> list[_Job]:
         """Waits for work, then takes queued jobs in arrival order up to the round's token budget."""
@@ -247,20 +274,23 @@ class ScoringEngine:
             if not job.future.set_running_or_notify_cancel():
                 self._refused("cancelled")
             elif now > job.deadline:
-                waited = now - job.enqueued
-                if job.refusal is QueueTimeout:
-                    message = (
-                        f"waited {waited * 1000:.0f} ms in the queue without starting (limit "
-                        f"{self.settings.queue_timeout_ms:.0f} ms); the service is overloaded, retry later"
-                    )
-                    self._refused("queue_timeout")
-                    _fail(job.future, QueueTimeout(message, retry_after_s=1.0))
-                else:
-                    self._refused("deadline")
-                    _fail(job.future, DeadlineExceeded("the request's deadline passed before it could be scored"))
+                self._expire(job, now)
             else:
                 live.append(job)
         return live
+
+    def _expire(self, job: _Job, now: float) -> None:
+        """Fails a job that did not start before its deadline (the queue's or its caller's)."""
+        if job.refusal is QueueTimeout:
+            message = (
+                f"waited {(now - job.enqueued) * 1000:.0f} ms in the queue without starting (limit "
+                f"{self.settings.queue_timeout_ms:.0f} ms); the service is overloaded, retry later"
+            )
+            self._refused("queue_timeout")
+            _fail(job.future, QueueTimeout(message, retry_after_s=1.0))
+        else:
+            self._refused("deadline")
+            _fail(job.future, DeadlineExceeded("the request's deadline passed before it could be scored"))
 
     def _queue_changed(self) -> None:
         if self.observer:
@@ -269,6 +299,11 @@ class ScoringEngine:
     def _refused(self, reason: str) -> None:
         if self.observer:
             self.observer.request_refused(reason)
+
+
+def _time_left(job: _Job) -> float:
+    """Seconds until the job's deadline."""
+    return max(0.0, job.deadline - time.monotonic())
 
 
 def _fail(future: Future, error: BaseException) -> None:

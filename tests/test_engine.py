@@ -138,25 +138,38 @@ def test_a_full_queue_refuses_at_once_and_recovers(gated):
     assert observer.refused == ["overloaded"]
 
 
-def test_requests_that_wait_too_long_are_refused_not_computed(gated):
+@pytest.mark.parametrize("caller", ["thread", "asyncio"])
+def test_requests_that_wait_too_long_are_refused_at_the_timeout_not_computed(gated, caller):
     scorer, runtime = gated
-    engine = _engine(scorer, queue_timeout_ms=100)
+    observer = Rounds()
+    engine = _engine(scorer, observer, queue_timeout_ms=100)
     holder = threading.Thread(target=engine.score_blocking, args=(PAIRS[:1],))
+    late = {}
+    score = engine.score_blocking if caller == "thread" else lambda pairs: asyncio.run(engine.score(pairs))
     try:
         holder.start()
         assert runtime.entered.wait(10)
-        late = {}
-        waiter = threading.Thread(target=_capture, args=(late, engine.score_blocking, PAIRS[1:5]))
+        waiter = threading.Thread(target=_capture, args=(late, score, PAIRS[1:5]))
         waiter.start()
         _wait_for(lambda: engine.queued_pairs == 4)
-        threading.Event().wait(0.3)  # longer than the queue timeout
+        waiter.join(timeout=5)  # refused while the round before it still runs (the gate is closed)
+        assert not waiter.is_alive() and engine.queued_pairs == 0
         runtime.gate.set()
-        waiter.join(timeout=30)
         holder.join(timeout=30)
     finally:
+        runtime.gate.set()
         engine.close()
     assert isinstance(late["error"], QueueTimeout) and late["error"].status.http == 503
     assert runtime.rows_run == scorer.rows_per_pair * 1  # only the first request was computed
+    assert observer.refused == ["queue_timeout"]
+
+
+def test_a_request_larger_than_the_queue_bound_is_taken_into_an_empty_queue(scorer):
+    engine = _engine(scorer, max_queued_pairs=4)
+    try:
+        assert engine.score_blocking(PAIRS[:12]).scores.shape == (12,)
+    finally:
+        engine.close()
 
 
 def test_a_callers_deadline_drops_its_work(gated):
@@ -169,11 +182,12 @@ def test_a_callers_deadline_drops_its_work(gated):
         late = {}
         waiter = threading.Thread(target=_capture, args=(late, engine.score_blocking, PAIRS[1:3], 0.05))
         waiter.start()
-        threading.Event().wait(0.3)
+        waiter.join(timeout=5)  # refused at its deadline, while the round before it still runs
+        assert not waiter.is_alive()
         runtime.gate.set()
-        waiter.join(timeout=30)
         holder.join(timeout=30)
     finally:
+        runtime.gate.set()
         engine.close()
     assert isinstance(late["error"], DeadlineExceeded) and late["error"].status.grpc == "DEADLINE_EXCEEDED"
 
