@@ -3,7 +3,10 @@
     bentoml serve            # from the repository root; settings from KO_STS_* variables
 
 The service wires settings, the model from the store and the API; scoring, batching, input
-rules and errors live in ``models/`` (see ``models/engine.py``).
+rules and errors live in ``models/`` (see ``models/engine.py``). In front of BentoML's routes,
+``serving/http.py`` adds request ids and checks the API key and the body; before any worker
+starts, the stored model's files are verified, and each worker checks its scores against the
+ones recorded at export (``serving/startup.py``).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import bentoml
 from starlette.responses import JSONResponse
 
 from models.engine import ScoringEngine
-from models.errors import ScoringError
+from models.errors import CALLER_ERRORS, ScoringError
 from models.inputs import check_pairs, check_rank, rank_order
 from models.package import base_model_name, metrics_by_runtime, read_metadata
 from models.scoring import SIMILAR_THRESHOLD
 from serving.grpc_server import ServedModel, start_grpc
+from serving.http import RequestGuard, error_response
 from serving.metrics import PrometheusObserver
-from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair
+from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair, request_models
 from serving.settings import Settings
+from serving.startup import check_parity, check_stored_model
 
 logger = logging.getLogger("bentoml.ko_sts")
 
@@ -32,22 +37,37 @@ WARM_UP_PAIRS = [
 ]
 
 settings = Settings()
+REQUESTS = request_models(settings.input_rules())
+MODEL = bentoml.models.BentoModel(settings.model_tag)
 
 
 @bentoml.service(traffic={"timeout": 60}, workers=settings.workers)
 class KoSTS:
     """Scores Korean sentence pairs with a fine-tuned cross-encoder from the model store."""
 
-    model = bentoml.models.BentoModel(settings.model_tag)
+    model = MODEL
+
+    @bentoml.on_deployment
+    def check_model() -> None:
+        """In ``bentoml serve``'s main process, before any worker: refuse a damaged or mismatched model.
+
+        The parity guard runs here on the CPU, so that a model that does not score as exported stops
+        ``bentoml serve`` (exit 1) instead of failing each worker's start in turn; each worker checks
+        again on its own device.
+        """
+        stored = MODEL.resolve()
+        check_stored_model(stored.path, str(stored.tag))
+        check_parity(settings.scorer(stored.path, device="cpu"), stored.path, str(stored.tag))
 
     def __init__(self) -> None:
         # gRPC (KO_STS_GRPC_PORT, 50051) starts now and answers NOT_SERVING until the model is warm
         self.grpc = start_grpc(settings.grpc())
         path = self.model.path
-        scorer = settings.scorer(path)
-        self.engine = ScoringEngine(scorer, settings.engine(), PrometheusObserver())
-        self.rules = settings.input_rules()
         self.tag = str(self.model.tag)
+        scorer = settings.scorer(path)
+        check_parity(scorer, path, self.tag)
+        self.engine = ScoringEngine(scorer, settings.engine(scorer.device), PrometheusObserver())
+        self.rules = settings.input_rules()
         self.metadata = read_metadata(path)
         self.info = ModelInfo(
             tag=self.tag,
@@ -74,12 +94,12 @@ class KoSTS:
             await self.grpc.stop()
         self.engine.close()
 
-    @bentoml.api
+    @bentoml.api(input_spec=REQUESTS.score)
     async def score(self, pairs: list[SentencePair], ctx: bentoml.Context) -> list[PairScore]:
         """One score per pair, in request order."""
         try:
             result = await self.engine.score(check_pairs([(p.sentence1, p.sentence2) for p in pairs], self.rules))
-        except ScoringError as error:
+        except Exception as error:
             return self._error(error, ctx)
         ctx.response.headers[MODEL_HEADER] = self.tag
         return [
@@ -87,14 +107,14 @@ class KoSTS:
             for s, t in zip(result.scores, result.truncated)
         ]
 
-    @bentoml.api
+    @bentoml.api(input_spec=REQUESTS.rank)
     async def rank(
         self, query: str, candidates: list[str], ctx: bentoml.Context, top_k: int | None = None
     ) -> list[RankedCandidate]:
         """Candidates by descending similarity to the query (ties by index), at most ``top_k``."""
         try:
             result = await self.engine.score(check_rank(query, candidates, top_k, self.rules))
-        except ScoringError as error:
+        except Exception as error:
             return self._error(error, ctx)
         ctx.response.headers[MODEL_HEADER] = self.tag
         return [
@@ -113,13 +133,21 @@ class KoSTS:
         ctx.response.headers[MODEL_HEADER] = self.tag
         return self.info
 
-    def _error(self, error: ScoringError, ctx: bentoml.Context) -> JSONResponse:
-        """The JSON error answer, with the status of models.errors.ERROR_TABLE (BentoML applies ctx's)."""
-        ctx.response.status_code = error.status.http
-        if error.retry_after_s is not None:
-            ctx.response.headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+    def _error(self, error: Exception, ctx: bentoml.Context) -> JSONResponse:
+        """The JSON error answer, with the status of models.errors.ERROR_TABLE (BentoML applies ctx's).
+
+        An error that is not a :class:`ScoringError` is a bug: logged with its traceback, answered 500.
+        """
+        if not isinstance(error, ScoringError):
+            logger.error("scoring failed", exc_info=error)
+            error = ScoringError("internal error; the service's log has the details")
+        elif error.kind in CALLER_ERRORS:
+            route, status = ctx.request.url.path, error.status.http
+            logger.info("refused %s: %d %s: %s", route, status, error.kind.value, error.log_message)
+        response = error_response(error)
+        ctx.response.status_code = response.status_code
         ctx.response.headers[MODEL_HEADER] = self.tag
-        return JSONResponse({"error": error.kind.value, "detail": error.message}, status_code=error.status.http)
+        return response
 
 
 def _dev_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -127,3 +155,12 @@ def _dev_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     runtime = "onnx_int8" if settings.backend == "onnx" else "pytorch"
     dev = metrics.get(runtime, {}).get("dev") or metrics.get("pytorch", {}).get("dev")
     return f"pearson {dev['pearson']:.3f}, f1 {dev['f1']:.3f}" if dev else "not measured"
+
+
+KoSTS.add_asgi_middleware(
+    RequestGuard,
+    routes={api.route: api.input_spec for api in KoSTS.apis.values()},
+    rules=settings.input_rules(),
+    api_key=settings.key(),
+    spec=lambda: KoSTS.openapi_spec.asdict(),
+)

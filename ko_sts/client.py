@@ -31,9 +31,10 @@ RETRY_HTTP_STATUSES = frozenset({503})
 RETRY_GRPC_CODES = frozenset({"UNAVAILABLE"})
 # The error kind of a status when the body or metadata does not say it (e.g. a proxy answered).
 KIND_OF_HTTP_STATUS = {
-    400: "invalid_input",
+    400: "malformed",
     401: "unauthenticated",
     413: "too_large",
+    415: "unsupported_media_type",
     422: "invalid_input",
     429: "overloaded",
     503: "unavailable",
@@ -189,14 +190,21 @@ class HttpClient(_Client):
         url: e.g. ``http://localhost:3000``.
         timeout_s: each call's deadline, retries included (a call can pass its own ``timeout_s``).
         retry: how safe failures are retried.
+        api_key: sent as ``Authorization: Bearer <key>`` when the service has one (``KO_STS_API_KEY``).
     """
 
-    def __init__(self, url: str = "http://localhost:3000", timeout_s: float = 30.0, retry: Retry = Retry()):
+    def __init__(
+        self,
+        url: str = "http://localhost:3000",
+        timeout_s: float = 30.0,
+        retry: Retry = Retry(),
+        api_key: str | None = None,
+    ):
         import httpx
 
         super().__init__(timeout_s, retry)
         self._httpx = httpx
-        self._http = httpx.Client(base_url=url)
+        self._http = httpx.Client(base_url=url, headers=_authorization(api_key, "Authorization"))
 
     def score(self, pairs: Iterable[PairLike], timeout_s: float | None = None) -> ScoreResult:
         """One result per pair, in order."""
@@ -261,6 +269,8 @@ class GrpcClient(_Client):
         target: e.g. ``localhost:50051`` (plaintext), or pass ``channel`` (TLS, load balancing, ...).
         timeout_s: each call's deadline, retries included (a call can pass its own ``timeout_s``).
         retry: how safe failures are retried.
+        channel: a channel of your own instead of a plaintext one to ``target``.
+        api_key: sent as ``authorization: Bearer <key>`` metadata when the service has one (``KO_STS_API_KEY``).
     """
 
     def __init__(
@@ -269,6 +279,7 @@ class GrpcClient(_Client):
         timeout_s: float = 30.0,
         retry: Retry = Retry(),
         channel: Any = None,
+        api_key: str | None = None,
     ):
         import grpc
 
@@ -279,6 +290,7 @@ class GrpcClient(_Client):
         self._pb = similarity_pb2
         self._channel = channel if channel is not None else grpc.insecure_channel(target)
         self._stub = similarity_pb2_grpc.SimilarityStub(self._channel)
+        self._metadata = tuple(_authorization(api_key, "authorization").items())
 
     def score(self, pairs: Iterable[PairLike], timeout_s: float | None = None) -> ScoreResult:
         """One result per pair, in order."""
@@ -314,7 +326,7 @@ class GrpcClient(_Client):
 
     def _invoke(self, method: Any, request: Any, timeout_s: float) -> Any:
         try:
-            return method(request, timeout=timeout_s)
+            return method(request, timeout=timeout_s, metadata=self._metadata)
         except self._grpc.RpcError as error:
             code = error.code().name
             metadata = dict(error.trailing_metadata() or ())
@@ -326,6 +338,11 @@ class GrpcClient(_Client):
                 model_tag=metadata.get("x-ko-sts-model"),
                 retryable=code in RETRY_GRPC_CODES,
             ) from None
+
+
+def _authorization(api_key: str | None, name: str) -> dict[str, str]:
+    """The header (or gRPC metadata key, lower case) carrying an API key; empty without a key."""
+    return {name: f"Bearer {api_key}"} if api_key else {}
 
 
 def _seconds(value: str | None) -> float | None:

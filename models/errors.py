@@ -13,6 +13,8 @@ from enum import Enum
 class ErrorKind(Enum):
     """What went wrong, as a client sees it."""
 
+    MALFORMED = "malformed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_INPUT = "invalid_input"
     TOO_LARGE = "too_large"
     OVERLOADED = "overloaded"
@@ -33,6 +35,8 @@ class Status:
 
 
 ERROR_TABLE: dict[ErrorKind, Status] = {
+    ErrorKind.MALFORMED: Status(http=400, grpc="INVALID_ARGUMENT", retry=False),
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: Status(http=415, grpc="INVALID_ARGUMENT", retry=False),
     ErrorKind.INVALID_INPUT: Status(http=422, grpc="INVALID_ARGUMENT", retry=False),
     ErrorKind.TOO_LARGE: Status(http=413, grpc="INVALID_ARGUMENT", retry=False),
     ErrorKind.OVERLOADED: Status(http=429, grpc="RESOURCE_EXHAUSTED", retry=False),
@@ -44,20 +48,45 @@ ERROR_TABLE: dict[ErrorKind, Status] = {
 }
 
 
+CALLER_ERRORS = frozenset(
+    {
+        ErrorKind.MALFORMED,
+        ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind.INVALID_INPUT,
+        ErrorKind.TOO_LARGE,
+        ErrorKind.UNAUTHENTICATED,
+    }
+)
+"""Kinds caused by the request itself: each refusal is logged as one line (never with the request's text)."""
+
+
 class ScoringError(Exception):
     """A failure with a kind, a message that says what to do, and optionally when to retry."""
 
     kind: ErrorKind = ErrorKind.INTERNAL
 
-    def __init__(self, message: str, retry_after_s: float | None = None):
+    def __init__(self, message: str, retry_after_s: float | None = None, log_message: str | None = None):
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.log_message = log_message or message  # the message without anything the caller wrote
 
     @property
     def status(self) -> Status:
         """The HTTP status and gRPC code for this error."""
         return ERROR_TABLE[self.kind]
+
+
+class Malformed(ScoringError):
+    """The body cannot be read: not UTF-8, not JSON, or nested too deeply."""
+
+    kind = ErrorKind.MALFORMED
+
+
+class UnsupportedMediaType(ScoringError):
+    """The body is not sent as JSON (``Content-Type``)."""
+
+    kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
 
 
 class InvalidInput(ScoringError):
@@ -88,6 +117,12 @@ class DeadlineExceeded(ScoringError):
     """The caller's own deadline passed before the work started; the work was dropped."""
 
     kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(ScoringError):
+    """The service requires an API key and the request had none, or a wrong one."""
+
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class Unavailable(ScoringError):

@@ -6,7 +6,8 @@ mapped to status codes by :data:`models.errors.ERROR_TABLE`.
 
 Over-long sentences: a sentence over ``max_sentence_chars`` characters is refused; within that
 limit, a pair longer than the model's token budget is truncated (longest sentence first) and
-the response says so (``truncated``).
+the response says so (``truncated``). A blank sentence is one that ``str.strip`` empties (the
+OpenAPI spec declares the same rule as a pattern: ``serving.schemas.NOT_BLANK``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,24 @@ class InputRules:
     Args:
         max_pairs: most pairs in one ``score`` request, and most candidates in one ``rank`` request.
         max_sentence_chars: most characters in one sentence (protects the tokenizer from megabytes).
+        max_body_bytes: most bytes in one HTTP body or gRPC message; None: :attr:`body_limit`'s default.
     """
 
     max_pairs: int = 256
     max_sentence_chars: int = 2000
+    max_body_bytes: int | None = None
+
+    @property
+    def body_limit(self) -> int:
+        """Most bytes in one request: by default room for the largest request within the other limits.
+
+        That is every sentence at the limit, each character written as a 6-byte JSON escape
+        (``\\uXXXX``, what ``json.dumps`` writes by default), plus room for keys and spacing:
+        6,192,928 bytes with the default limits.
+        """
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return (2 * self.max_pairs + 1) * (6 * self.max_sentence_chars + 64) + 4096
 
 
 def check_sentence(value: object, field: str, rules: InputRules) -> str:

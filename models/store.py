@@ -8,12 +8,17 @@ package folder is copied as it is; its ``metadata.json`` becomes the store entry
 (``bentoml models get ko-sts:<version>`` shows it). A package without PyTorch weights (the
 shipped default) gets them rebuilt from its int8 export in the stored copy, so that it also
 serves on a GPU (:mod:`models.weights`; ``--no-torch-weights`` skips this, e.g. for a CPU-only image).
+
+Every stored copy gets ``manifest.json``: the size and SHA-256 of each of its files, written once
+the copy is complete. :func:`verify_manifest` checks a stored copy against it (the service does
+at start-up), so a truncated, changed or missing file is found before anything is served.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -22,12 +27,60 @@ import bentoml
 from bentoml.exceptions import NotFound
 
 from models.backends import ONNX_INT8, ONNX_SUBDIR
-from models.package import has_torch_weights, read_metadata
+from models.package import PackageError, file_sha256, has_torch_weights, read_metadata
 
 logger = logging.getLogger("models.store")
 
 MODEL_NAME = "ko-sts"
 DEFAULT_PACKAGE = Path(__file__).parent / "default"
+MANIFEST_FILE = "manifest.json"
+BENTOML_FILES = frozenset({"model.yaml"})  # written and rewritten by BentoML itself, not part of the package
+
+
+def _package_files(model_dir: Path) -> list[Path]:
+    skipped = BENTOML_FILES | {MANIFEST_FILE}
+    return sorted(p for p in model_dir.rglob("*") if p.is_file() and p.relative_to(model_dir).as_posix() not in skipped)
+
+
+def write_manifest(model_dir: str | Path) -> Path:
+    """Writes ``manifest.json``: every file's size and SHA-256 (BentoML's ``model.yaml`` aside)."""
+    model_dir = Path(model_dir)
+    files = {
+        path.relative_to(model_dir).as_posix(): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in _package_files(model_dir)
+    }
+    target = model_dir / MANIFEST_FILE
+    target.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n", encoding="utf-8")
+    return target
+
+
+def verify_manifest(model_dir: str | Path) -> bool:
+    """Checks every file listed in ``manifest.json``: present, same size, same SHA-256.
+
+    Returns False when the copy has no manifest (stored before manifests existed); files that
+    are not listed are ignored.
+
+    Raises:
+        PackageError: naming the first file that is missing, truncated or changed.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST_FILE
+    if not path.is_file():
+        return False
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError) as error:
+        raise PackageError(f"{path} cannot be read ({error})") from None
+    for name, expected in files.items():
+        target = model_dir / name
+        if not target.is_file():
+            raise PackageError(f"{target} is missing (listed in {MANIFEST_FILE})")
+        size = target.stat().st_size
+        if size != expected["bytes"]:
+            raise PackageError(f"{target} has {size} bytes, {expected['bytes']} when it was stored (truncated?)")
+        if file_sha256(target) != expected["sha256"]:
+            raise PackageError(f"{target}: SHA-256 differs from the one recorded when it was stored")
+    return True
 
 
 def package_version(package_dir: Path) -> str:
@@ -83,8 +136,10 @@ def save_package(package_dir: str | Path, name: str = MODEL_NAME, torch_weights:
             from models.weights import write_torch_weights
 
             write_torch_weights(model.path, int8)
-    logger.info("saved %s to the model store (%s)", model.tag, model.path)
-    return model
+        write_manifest(model.path)
+    stored = bentoml.models.get(tag)  # ``model.path`` was a staging folder, gone once the entry is saved
+    logger.info("saved %s to the model store (%s)", stored.tag, stored.path)
+    return stored
 
 
 def main(argv: list[str] | None = None) -> None:

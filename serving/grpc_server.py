@@ -16,6 +16,14 @@ the service's shutdown hook waits for that before it closes the engine.
 Several workers (``KO_STS_WORKERS``) bind the same port with ``SO_REUSEPORT``, and the kernel
 spreads new connections over them; one worker binds without it, so that a port already in use
 fails the start instead of sharing connections with another process.
+
+Every call runs in a tracing span of BentoML's tracer, as an HTTP request does: its id is the
+call's request id, sent back as trailing metadata ``x-request-id`` and found in the ``span=``
+field of the log lines about the call (one access line per call, as BentoML writes for HTTP).
+Requests are parsed here rather than by grpcio, so that bytes that are not a valid message (a
+string that is not UTF-8) get ``INVALID_ARGUMENT`` like any other bad input. With an API key
+(:mod:`serving.auth`) every ``Similarity`` call needs ``authorization: Bearer <key>`` metadata;
+health and reflection stay open, for probes.
 """
 
 from __future__ import annotations
@@ -31,15 +39,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 
 from ko_sts.v1 import similarity_pb2 as pb
 from ko_sts.v1 import similarity_pb2_grpc as pb_grpc
 from models.engine import ScoringEngine
-from models.errors import ScoringError, Unavailable
+from models.errors import CALLER_ERRORS, Malformed, ScoringError, Unavailable
 from models.inputs import InputRules, check_pairs, check_rank, rank_order
 from models.scoring import SIMILAR_THRESHOLD
+from serving.auth import ApiKey
 from serving.schemas import ModelInfo
 
 logger = logging.getLogger("bentoml.ko_sts.grpc")
@@ -48,6 +60,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Similarity"].full_name  # ko_sts.
 MODEL_METADATA = "x-ko-sts-model"  # the model tag, as HTTP's X-Ko-Sts-Model header
 ERROR_METADATA = "ko-sts-error"  # the error kind, as HTTP's {"error": ...}
 RETRY_METADATA = "retry-after"  # seconds, as HTTP's Retry-After header
+REQUEST_ID_METADATA = "x-request-id"  # as HTTP's X-Request-ID header
 
 
 @dataclass(frozen=True)
@@ -58,12 +71,16 @@ class GrpcOptions:
         host, port: the address to bind, e.g. ``[::]`` and 50051.
         grace_s: on shutdown, how long calls in flight may take to finish before they are cancelled.
         reuse_port: bind with ``SO_REUSEPORT`` (several workers share the port).
+        max_message_bytes: larger requests are refused by gRPC itself (``RESOURCE_EXHAUSTED``).
+        api_key: the key every ``Similarity`` call must send, or None.
     """
 
     host: str = "[::]"
     port: int = 50051
     grace_s: float = 30.0
     reuse_port: bool = False
+    max_message_bytes: int = InputRules().body_limit
+    api_key: ApiKey | None = None
 
 
 @dataclass(frozen=True)
@@ -95,11 +112,15 @@ class GrpcMetrics:
 class SimilarityServicer(pb_grpc.SimilarityServicer):
     """``ko_sts.v1.Similarity``: translates calls to the engine and errors to status codes."""
 
-    def __init__(self, metrics: GrpcMetrics | None = None) -> None:
+    def __init__(self, metrics: GrpcMetrics | None = None, api_key: ApiKey | None = None) -> None:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
         self.model: ServedModel | None = None  # set once the model is loaded and warm
         self.metrics = metrics
+        self.api_key = api_key
+        self.tracer = BentoMLContainer.tracer_provider.get().get_tracer(__name__)
 
-    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+    async def Score(self, request: pb.ScoreRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         async def answer(model: ServedModel) -> pb.ScoreResponse:
             pairs = check_pairs([(p.sentence1, p.sentence2) for p in request.pairs], model.rules)
             result = await model.engine.score(pairs, timeout_s=_time_left(context))
@@ -111,9 +132,9 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
                 model_tag=model.info.tag,
             )
 
-        return await self._answer("Score", context, answer)
+        return await self._answer("Score", request, context, answer)
 
-    async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:
+    async def Rank(self, request: pb.RankRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.RankResponse:
         async def answer(model: ServedModel) -> pb.RankResponse:
             top_k = request.top_k if request.HasField("top_k") else None
             pairs = check_rank(request.query, list(request.candidates), top_k, model.rules)
@@ -131,9 +152,11 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
                 model_tag=model.info.tag,
             )
 
-        return await self._answer("Rank", context, answer)
+        return await self._answer("Rank", request, context, answer)
 
-    async def ModelInfo(self, request: pb.ModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfoResponse:
+    async def ModelInfo(
+        self, request: pb.ModelInfoRequest | Malformed, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfoResponse:
         async def answer(model: ServedModel) -> pb.ModelInfoResponse:
             info = model.info
             metrics = {
@@ -148,41 +171,63 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
                 metrics=metrics,
             )
 
-        return await self._answer("ModelInfo", context, answer)
+        return await self._answer("ModelInfo", request, context, answer)
 
     async def _answer(
-        self, method: str, context: grpc.aio.ServicerContext, answer: Callable[[ServedModel], Awaitable[Any]]
+        self,
+        method: str,
+        request: Message | Malformed,
+        context: grpc.aio.ServicerContext,
+        answer: Callable[[ServedModel], Awaitable[Any]],
     ) -> Any:
-        """Runs ``answer``; a failure becomes its table's status code, with the kind and model tag as metadata."""
+        """Runs ``answer`` in a tracing span; a failure becomes its table's status code, with metadata.
+
+        Every answer carries the request id (``x-request-id``); a failure also its kind, the model
+        tag and, when a retry may help, ``retry-after``.
+        """
         started, code = time.perf_counter(), "OK"
         if self.metrics:
             self.metrics.in_progress.labels(method).inc()
-        try:
-            model = self.model
+        metadata = dict(context.invocation_metadata() or ())
+        parent = propagate.extract(metadata)  # a caller's W3C traceparent joins its trace
+        with self.tracer.start_as_current_span(f"gRPC {method}", context=parent, kind=SpanKind.SERVER) as span:
+            request_id = (REQUEST_ID_METADATA, format(span.get_span_context().span_id, "016x"))
             try:
-                if model is None:
-                    raise Unavailable("the model is still loading; retry shortly", retry_after_s=1.0)
-                return await answer(model)
-            except ScoringError as error:
-                failure = error
-            except asyncio.CancelledError:  # the caller went away or its deadline passed: the engine drops the work
-                code = "CANCELLED"
-                raise
-            except Exception:
-                logger.exception("gRPC %s failed", method)
-                failure = ScoringError("internal error; the service's log has the details")
-            code = failure.status.grpc
-            metadata = [(ERROR_METADATA, failure.kind.value)]
-            if failure.retry_after_s is not None:
-                metadata.append((RETRY_METADATA, str(max(1, round(failure.retry_after_s)))))
-            if model is not None:
-                metadata.append((MODEL_METADATA, model.info.tag))
-            await context.abort(grpc.StatusCode[code], failure.message, trailing_metadata=tuple(metadata))
-        finally:
-            if self.metrics:
-                self.metrics.in_progress.labels(method).dec()
-                self.metrics.calls.labels(method, code).inc()
-                self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+                model = self.model
+                try:
+                    if self.api_key is not None:
+                        self.api_key.check(metadata.get("authorization"))
+                    if isinstance(request, Malformed):
+                        raise request
+                    if model is None:
+                        raise Unavailable("the model is still loading; retry shortly", retry_after_s=1.0)
+                    response = await answer(model)
+                    context.set_trailing_metadata((request_id,))
+                    return response
+                except ScoringError as error:
+                    failure = error
+                except asyncio.CancelledError:  # the caller went away or its deadline passed: the engine drops it
+                    code = "CANCELLED"
+                    raise
+                except Exception:
+                    logger.exception("gRPC %s failed", method)
+                    failure = ScoringError("internal error; the service's log has the details")
+                code = failure.status.grpc
+                trailing = [request_id, (ERROR_METADATA, failure.kind.value)]
+                if failure.retry_after_s is not None:
+                    trailing.append((RETRY_METADATA, str(max(1, round(failure.retry_after_s)))))
+                if model is not None:
+                    trailing.append((MODEL_METADATA, model.info.tag))
+                if failure.kind in CALLER_ERRORS:
+                    logger.info("refused gRPC %s: %s %s: %s", method, code, failure.kind.value, failure.log_message)
+                await context.abort(grpc.StatusCode[code], failure.message, trailing_metadata=tuple(trailing))
+            finally:
+                elapsed = time.perf_counter() - started
+                logger.info("gRPC %s (peer=%s) (code=%s) %.3fms", method, context.peer(), code, elapsed * 1000)
+                if self.metrics:
+                    self.metrics.in_progress.labels(method).dec()
+                    self.metrics.calls.labels(method, code).inc()
+                    self.metrics.latency.labels(method).observe(elapsed)
 
 
 class _HealthServicer(health.aio.HealthServicer):
@@ -212,6 +257,34 @@ class _HealthServicer(health.aio.HealthServicer):
         self._stopping.set()
 
 
+def _parser(message_type: type[Message]) -> Callable[[bytes], Message | Malformed]:
+    """A request deserializer that hands undecodable bytes to the servicer as a Malformed error."""
+
+    def parse(data: bytes) -> Message | Malformed:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as error:
+            return Malformed(
+                f"request: not a valid {message_type.DESCRIPTOR.full_name} ({error}); strings must be UTF-8"
+            )
+
+    return parse
+
+
+def _add_similarity(servicer: SimilarityServicer, server: grpc.aio.Server) -> None:
+    """Registers ``ko_sts.v1.Similarity`` as the generated code does, with requests parsed by :func:`_parser`."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["Similarity"].methods:
+        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_parser(request),
+            response_serializer=response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 def _time_left(context: grpc.aio.ServicerContext) -> float | None:
     """Seconds to the caller's deadline (the engine drops work not started by then), or None."""
     left = context.time_remaining()
@@ -228,7 +301,7 @@ class GrpcServer:
 
     def __init__(self, options: GrpcOptions, metrics: GrpcMetrics | None = None) -> None:
         self.options = options
-        self.servicer = SimilarityServicer(metrics)
+        self.servicer = SimilarityServicer(metrics, options.api_key)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
@@ -293,9 +366,14 @@ class GrpcServer:
     async def _run(self, bound: Future) -> None:
         self._loop = asyncio.get_running_loop()
         try:
-            server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.options.reuse_port))])
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.so_reuseport", int(self.options.reuse_port)),
+                    ("grpc.max_receive_message_length", self.options.max_message_bytes),
+                ]
+            )
             self._health = _HealthServicer()
-            pb_grpc.add_SimilarityServicer_to_server(self.servicer, server)
+            _add_similarity(self.servicer, server)
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
             names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.backends import Backend, Device, TorchDtype, load_runtime
 from models.engine import EngineSettings
 from models.inputs import InputRules
 from models.scorer import BatchLimits, Scorer
+from serving.auth import ApiKey
 from serving.grpc_server import GrpcOptions
 
 # Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+# Pairs allowed to wait when KO_STS_MAX_QUEUED_PAIRS is unset: about a worker's throughput times the queue
+# timeout, so that overload is refused at once (429) instead of after the timeout (503). CPU: 2 cores serve
+# about 24 pairs/s, x 2 s (load_tests/results/2026-11-29-overload); CUDA: the earlier default, about 1 s of an
+# H200 worker. A device not known yet gets the larger.
+DEFAULT_QUEUED_PAIRS = {"cpu": 48, "cuda": 4096}
 
 
 class Settings(BaseSettings):
@@ -42,11 +48,19 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1024, ge=1, description="most sequences in one forward pass")
     batching: bool = Field(True, description="merge concurrent requests into shared forward passes")
     batch_wait_ms: float = Field(0.0, ge=0, description="how long a free worker waits for more requests")
-    max_queued_pairs: int = Field(4096, ge=1, description="pairs allowed to wait; more are refused with 429")
+    max_queued_pairs: int | None = Field(
+        None, ge=1, description="pairs allowed to wait; more are refused with 429 (default: 48 on CPU, 4096 on CUDA)"
+    )
     queue_timeout_ms: float = Field(2000.0, gt=0, description="a request not started by then is refused with 503")
     tokenizer_threads: int = Field(2, ge=1, description="threads tokenising incoming requests")
     max_pairs_per_request: int = Field(256, ge=1, description="most pairs (or rank candidates) in one request")
     max_sentence_chars: int = Field(2000, ge=1, description="most characters in one sentence")
+    max_body_bytes: int | None = Field(
+        None, ge=1, description="most bytes in an HTTP body or gRPC message (default: room for the largest request)"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="require 'Authorization: Bearer <key>' on the API (HTTP and gRPC); unset: no key"
+    )
     grpc_enabled: bool = Field(True, description="serve gRPC next to HTTP in every worker")
     grpc_host: str = Field("[::]", description="address the gRPC server binds ('[::]': every interface)")
     grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (HTTP's is `bentoml serve --port`)")
@@ -57,34 +71,57 @@ class Settings(BaseSettings):
         tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
         return BatchLimits(max_batch_tokens=tokens, max_batch_rows=self.max_batch_rows)
 
-    def scorer(self, model_dir: str | Path) -> Scorer:
-        """The scorer these settings describe over a model package (backend, device, dtype, limits, orders)."""
+    def scorer(self, model_dir: str | Path, device: Device | None = None) -> Scorer:
+        """The scorer these settings describe over a model package (backend, device, dtype, limits, orders).
+
+        ``device`` overrides the configured one (the start-up check scores on the CPU).
+        """
         runtime = load_runtime(
             model_dir,
             self.backend,
-            device=self.device,
+            device=device or self.device,
             onnx_file=self.onnx_file,
             threads=self.threads,
             dtype=self.torch_dtype,
         )
         return Scorer.for_package(model_dir, runtime, self.batch_limits(runtime.device), self.symmetric)
 
-    def engine(self) -> EngineSettings:
-        """The queueing settings of :class:`models.engine.ScoringEngine`."""
+    def engine(self, device: str | None = None) -> EngineSettings:
+        """The queueing settings of :class:`models.engine.ScoringEngine` for a scorer on ``device``.
+
+        ``device`` (``cpu``, ``cuda:0``) picks the default queue bound (:data:`DEFAULT_QUEUED_PAIRS`); None (not
+        known) takes CUDA's.
+        """
+        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS["cpu" if device == "cpu" else "cuda"]
         return EngineSettings(
             batching=self.batching,
             batch_wait_ms=self.batch_wait_ms,
-            max_queued_pairs=self.max_queued_pairs,
+            max_queued_pairs=queued,
             queue_timeout_ms=self.queue_timeout_ms,
             tokenizer_threads=self.tokenizer_threads,
         )
 
     def input_rules(self) -> InputRules:
         """Limits on one request, the same for HTTP and gRPC."""
-        return InputRules(max_pairs=self.max_pairs_per_request, max_sentence_chars=self.max_sentence_chars)
+        return InputRules(
+            max_pairs=self.max_pairs_per_request,
+            max_sentence_chars=self.max_sentence_chars,
+            max_body_bytes=self.max_body_bytes,
+        )
+
+    def key(self) -> ApiKey | None:
+        """The API key both protocols require, or None (the default: no key)."""
+        return ApiKey(self.api_key.get_secret_value()) if self.api_key is not None else None
 
     def grpc(self) -> GrpcOptions | None:
         """Where the gRPC server listens; None when it is off. Several workers share the port (SO_REUSEPORT)."""
         if not self.grpc_enabled:
             return None
-        return GrpcOptions(self.grpc_host, self.grpc_port, self.grpc_grace_s, reuse_port=self.workers > 1)
+        return GrpcOptions(
+            self.grpc_host,
+            self.grpc_port,
+            self.grpc_grace_s,
+            reuse_port=self.workers > 1,
+            max_message_bytes=self.input_rules().body_limit,
+            api_key=self.key(),
+        )

@@ -132,12 +132,12 @@ def test_retries_stop_after_the_last_attempt_or_before_the_deadline(sleeps):
     assert failed.value.retry_after_s == 30 and len(seen) == 1
 
 
-def test_bentoml_validation_errors_become_invalid_input(sleeps):
-    bentoml_400 = httpx.Response(400, json={"error": "1 validation error for Input", "detail": [{"loc": ["pairs"]}]})
-    client, _ = _http_client([bentoml_400])
+def test_an_error_without_the_services_body_gets_its_status_kind(sleeps):
+    proxy_400 = httpx.Response(400, json={"error": "Bad request from a proxy", "detail": [{"loc": ["pairs"]}]})
+    client, _ = _http_client([proxy_400])
     with pytest.raises(KoStsError) as failed:
         client.score(PAIRS)
-    assert failed.value.kind == "invalid_input" and failed.value.status == 400 and "pairs" in failed.value.message
+    assert failed.value.kind == "malformed" and failed.value.status == 400 and not failed.value.retryable
 
 
 class ScriptedEngine:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from models.scorer import BatchLimits, Scorer, load_scorer
 from serving.grpc_server import GrpcOptions, GrpcServer, ServedModel
 from serving.schemas import ModelInfo
 from tests.conftest import KLUE_DEV, REPO
+from tests.live_service import free_port
 from tests.test_engine import GatedRuntime, Rounds, _wait_for
 from training.data import read_pairs
 
@@ -101,6 +101,16 @@ def gated_engine(scorer):
     engine.close()
 
 
+def _rest_of(watch) -> list[int]:
+    """The statuses a health Watch stream still sends until it ends: cleanly, or cancelled as its server stops."""
+    statuses = []
+    try:
+        statuses.extend(r.status for r in watch)
+    except grpc.RpcError as ended:
+        assert ended.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), ended
+    return statuses
+
+
 def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_starts(gated_engine):
     engine, runtime, _ = gated_engine
     with local_server() as (server, channel):
@@ -109,7 +119,9 @@ def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_start
         with pytest.raises(grpc.RpcError) as loading:
             stub.Score(_request(PAIRS[:1]), timeout=5)
         assert loading.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert dict(loading.value.trailing_metadata()) == {"ko-sts-error": "unavailable", "retry-after": "1"}
+        metadata = dict(loading.value.trailing_metadata())
+        assert re.fullmatch(r"[0-9a-f]{16}", metadata.pop("x-request-id"))
+        assert metadata == {"ko-sts-error": "unavailable", "retry-after": "1"}
 
         server.serve(ServedModel(engine, InputRules(), INFO))
         assert _health(channel) == SERVING and _health(channel, "ko_sts.v1.Similarity") == SERVING
@@ -125,7 +137,7 @@ def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_start
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # no new calls once draining
         runtime.gate.set()
         assert len(in_flight.result(timeout=30).results) == 3  # the call in flight finishes
-        assert [r.status for r in watch][-1:] in ([], [NOT_SERVING])  # the Watch stream ends with the server
+        assert _rest_of(watch)[-1:] in ([], [NOT_SERVING])  # the Watch stream ends with the server
         started = time.monotonic()
         asyncio.run(server.stop())
         assert time.monotonic() - started < 5  # nothing left to hold the 10 s grace
@@ -241,12 +253,6 @@ def test_a_busy_port_fails_the_start_unless_workers_share_it():
 # --- `bentoml serve`: HTTP and gRPC from one process -------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Served:
     process: subprocess.Popen
@@ -263,7 +269,7 @@ def served(trained_package, tmp_path_factory):
     from models.store import save_package
 
     tag = str(save_package(trained_package).tag)
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("serve-grpc") / "serve.log"
     env = {
         **os.environ,
@@ -271,6 +277,7 @@ def served(trained_package, tmp_path_factory):
         "KO_STS_BACKEND": "onnx",
         "KO_STS_GRPC_PORT": str(grpc_port),
         "KO_STS_QUEUE_TIMEOUT_MS": "60000",  # a loaded CI machine must not turn load into refusals
+        "KO_STS_MAX_QUEUED_PAIRS": "4096",
     }
     bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")
     with open(log, "w") as output:

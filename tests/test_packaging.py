@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from importlib.metadata import packages_distributions
@@ -19,6 +18,7 @@ import yaml
 
 from models.store import save_package
 from tests.conftest import DEFAULT_PACKAGE, REPO
+from tests.live_service import free_port
 
 REQUIREMENTS = REPO / "requirements"
 SETS = ("serving", "gpu", "dev")
@@ -133,12 +133,6 @@ def _modules_outside_serving() -> set[str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def default_tag() -> str:
     return str(save_package(DEFAULT_PACKAGE).tag)
@@ -155,7 +149,7 @@ def test_onnx_serving_imports_only_the_serving_set(stage, default_tag):
         "KO_STS_BACKEND": "onnx",
         "KO_STS_DEVICE": "cpu",
         "KO_STS_MODEL_TAG": default_tag,
-        "KO_STS_GRPC_PORT": str(_free_port()),  # the instance starts the gRPC server too
+        "KO_STS_GRPC_PORT": str(free_port()),  # the instance starts the gRPC server too
         "PROBE_HIDDEN": json.dumps(sorted(hidden)),
     }
     result = subprocess.run(

@@ -24,7 +24,7 @@ import pandas as pd
 from models.logs import configure_logging
 from models.scorer import load_scorer
 from models.scoring import MAX_SCORE, SIMILAR_THRESHOLD
-from training.data import MAX_REPORTED_PROBLEMS, DataValidationError
+from training.data import MAX_REPORTED_PROBLEMS, DataValidationError, json_lines
 from training.evaluate import score_frame
 
 logger = logging.getLogger("training.contrast")
@@ -75,25 +75,14 @@ def read_contrast(path: str | Path = CONTRAST_FILE) -> pd.DataFrame:
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file")
     records, problems, first_line_of_id = [], [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                problems.append(f"line {number}: not valid JSON ({error.msg})")
-                continue
-            if not isinstance(record, dict):
-                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
-                continue
-            found = _record_problems(record)
-            if not found and record["id"] in first_line_of_id:
-                found = [f"id {record['id']!r} repeats line {first_line_of_id[record['id']]}"]
-            problems.extend(f"line {number}: {problem}" for problem in found)
-            if not found:
-                first_line_of_id[record["id"]] = number
-                records.append({key: record[key] for key in REQUIRED_KEYS} | {"location": f"line {number}"})
+    for number, record, problem in json_lines(path):
+        found = [problem] if problem else _record_problems(record)
+        if not found and record["id"] in first_line_of_id:
+            found = [f"id {record['id']!r} repeats line {first_line_of_id[record['id']]}"]
+        problems.extend(f"line {number}: {problem}" for problem in found)
+        if not found:
+            first_line_of_id[record["id"]] = number
+            records.append({key: record[key] for key in REQUIRED_KEYS} | {"location": f"line {number}"})
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED_PROBLEMS])
         more = (

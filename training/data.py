@@ -16,9 +16,9 @@ The label column is ``real_label`` (KLUE's unrounded gold), ``labels.real-label`
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +48,8 @@ class FileInfo:
     rows: int
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_json_lines(path: Path) -> pd.DataFrame:
-    records, locations = [], []
+def json_lines(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``(number, object, None)`` per line holding a JSON object, ``(number, None, problem)`` per bad line."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -66,11 +57,21 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise DataValidationError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
+                yield number, None, f"not valid JSON ({error.msg})"
+                continue
             if not isinstance(record, dict):
-                raise DataValidationError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-            locations.append(f"line {number}")
+                yield number, None, f"expected a JSON object, got {type(record).__name__}"
+                continue
+            yield number, record, None
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    records, locations = [], []
+    for number, record, problem in json_lines(path):
+        if problem:
+            raise DataValidationError(f"{path}: line {number}: {problem}")
+        records.append(record)
+        locations.append(f"line {number}")
     frame = pd.json_normalize(records) if records else pd.DataFrame()
     frame["location"] = locations
     return frame

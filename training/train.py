@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, TrainerCallback, set_seed
 from models.backends import accepted_inputs
 from models.cross_encoder import build_cross_encoder
 from models.logs import configure_logging
-from models.package import REPORT_DIR, read_metadata, write_metadata
+from models.package import REPORT_DIR, file_sha256, read_metadata, write_metadata
 from models.scoring import ScoreSettings
 from training.arguments import (
     Arguments,
@@ -42,7 +42,6 @@ from training.arguments import (
 from training.data import (
     FileInfo,
     drop_pairs_sharing_sentences,
-    file_sha256,
     merge_duplicate_pairs,
     read_pairs,
     warn_on_overlap,
