@@ -21,6 +21,10 @@ DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
 # about 24 pairs/s, x 2 s (load_tests/results/2026-11-29-overload); CUDA: the earlier default, about 1 s of an
 # H200 worker. A device not known yet gets the larger.
 DEFAULT_QUEUED_PAIRS = {"cpu": 48, "cuda": 4096}
+# Forward passes' worth of tokens the engine takes from the queue per round when KO_STS_ROUND_PASSES is unset.
+# CPU: one, since passes run one after another on every core and a request that arrives during a round waits for
+# all of it; CUDA: four, so that a round's passes overlap their copies and launches.
+DEFAULT_ROUND_PASSES = {"cpu": 1, "cuda": 4}
 
 
 class Settings(BaseSettings):
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1024, ge=1, description="most sequences in one forward pass")
     batching: bool = Field(True, description="merge concurrent requests into shared forward passes")
     batch_wait_ms: float = Field(0.0, ge=0, description="how long a free worker waits for more requests")
+    round_passes: int | None = Field(
+        None, ge=1, description="passes' worth of tokens taken from the queue per round (default: 1 CPU, 4 CUDA)"
+    )
     max_queued_pairs: int | None = Field(
         None, ge=1, description="pairs allowed to wait; more are refused with 429 (default: 48 on CPU, 4096 on CUDA)"
     )
@@ -89,13 +96,16 @@ class Settings(BaseSettings):
     def engine(self, device: str | None = None) -> EngineSettings:
         """The queueing settings of :class:`models.engine.ScoringEngine` for a scorer on ``device``.
 
-        ``device`` (``cpu``, ``cuda:0``) picks the default queue bound (:data:`DEFAULT_QUEUED_PAIRS`); None (not
-        known) takes CUDA's.
+        ``device`` (``cpu``, ``cuda:0``) picks the default queue bound and round size (:data:`DEFAULT_QUEUED_PAIRS`,
+        :data:`DEFAULT_ROUND_PASSES`); None (not known) takes CUDA's.
         """
-        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS["cpu" if device == "cpu" else "cuda"]
+        kind = "cpu" if device == "cpu" else "cuda"
+        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS[kind]
+        passes = self.round_passes or DEFAULT_ROUND_PASSES[kind]
         return EngineSettings(
             batching=self.batching,
             batch_wait_ms=self.batch_wait_ms,
+            max_round_tokens=passes * self.batch_limits(device or "cuda").max_batch_tokens,
             max_queued_pairs=queued,
             queue_timeout_ms=self.queue_timeout_ms,
             tokenizer_threads=self.tokenizer_threads,
