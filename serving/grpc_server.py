@@ -233,28 +233,42 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
 class _HealthServicer(health.aio.HealthServicer):
     """``grpc.health.v1.Health`` whose Watch streams end (after sending NOT_SERVING) once shutdown starts.
 
-    The stock Watch never ends, so every watching client would hold the graceful stop for its whole grace.
+    The stock Watch never ends, so every watching client would hold the graceful stop for its whole
+    grace. This Watch follows its own record of the statuses (``Check`` keeps the stock one) and
+    returns once it has sent the shutdown's NOT_SERVING; no write is ever interrupted.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._stopping = asyncio.Event()
+        self._statuses: dict[str, int] = {}
+        self._stopping = False
+        self._changed = asyncio.Condition()
 
-    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        watch = asyncio.ensure_future(super().Watch(request, context))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            done, _ = await asyncio.wait({watch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-            stopping.cancel()
-        if watch in done:
-            return watch.result()  # the stream failed (e.g. the client went away)
-        await context.write(health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING))
+    async def set(self, service: str, status: int) -> None:
+        await super().set(service, status)
+        async with self._changed:
+            if not self._stopping:
+                self._statuses[service] = status
+            self._changed.notify_all()
 
     async def enter_graceful_shutdown(self) -> None:
         await super().enter_graceful_shutdown()
-        self._stopping.set()
+        async with self._changed:
+            self._stopping = True
+            self._statuses = dict.fromkeys(self._statuses, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._changed.notify_all()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        sent = None
+        async with self._changed:
+            while True:
+                status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                if status != sent:
+                    await context.write(health_pb2.HealthCheckResponse(status=status))
+                    sent = status
+                if self._stopping:
+                    return
+                await self._changed.wait()
 
 
 def _parser(message_type: type[Message]) -> Callable[[bytes], Message | Malformed]:
