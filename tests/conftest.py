@@ -67,3 +67,11 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
             "true",
         ]
     )
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_package):
+    """The tiny fine-tuned model's ONNX scorer on the CPU, with small passes (1,024 tokens)."""
+    from models.scorer import BatchLimits, load_scorer
+
+    return load_scorer(trained_package, "onnx", device="cpu", limits=BatchLimits(max_batch_tokens=1024))

@@ -4,68 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
-from models.backends import Runtime
 from models.engine import EngineSettings, ScoringEngine
 from models.errors import DeadlineExceeded, Overloaded, QueueTimeout, Unavailable
-from models.scorer import BatchLimits, Scorer, load_scorer
 from tests.conftest import KLUE_DEV
+from tests.engine_doubles import Rounds, behind_gate, wait_for
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(48).itertuples()]
 
 
-class GatedRuntime(Runtime):
-    """The real runtime behind a gate: passes wait until the test opens it, and are counted."""
-
-    def __init__(self, inner: Runtime):
-        self.inner = inner
-        self.backend, self.device, self.input_names = inner.backend, inner.device, inner.input_names
-        self.description = inner.description
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.rows_run = 0
-
-    def launch(self, batch):
-        self.entered.set()
-        self.gate.wait(timeout=30)
-        self.rows_run += len(batch["input_ids"])
-        return self.inner.launch(batch)
-
-
-class Rounds:
-    """An engine observer that records what each round held."""
-
-    def __init__(self):
-        self.rounds: list[int] = []
-        self.refused: list[str] = []
-
-    def request_done(self, pairs, tokenize_s, queue_s, inference_s):
-        assert min(tokenize_s, queue_s, inference_s) >= 0
-
-    def round_done(self, pairs, rows, tokens, padded_tokens, passes):
-        assert padded_tokens >= tokens and passes >= 1
-        self.rounds.append(pairs)
-
-    def queue_changed(self, queued_pairs):
-        assert queued_pairs >= 0
-
-    def request_refused(self, reason):
-        self.refused.append(reason)
-
-
-@pytest.fixture(scope="module")
-def scorer(trained_package) -> Scorer:
-    return load_scorer(trained_package, "onnx", device="cpu", limits=BatchLimits(max_batch_tokens=1024))
-
-
 @pytest.fixture
 def gated(scorer):
-    runtime = GatedRuntime(scorer.runtime)
-    yield Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits), runtime
+    scorer, runtime = behind_gate(scorer)
+    yield scorer, runtime
     runtime.gate.set()
 
 
@@ -125,7 +79,7 @@ def test_a_full_queue_refuses_at_once_and_recovers(gated):
         assert runtime.entered.wait(10)
         for thread in pool[1:]:  # these two fill the queue
             thread.start()
-        _wait_for(lambda: engine.queued_pairs == 8)
+        wait_for(lambda: engine.queued_pairs == 8)
         with pytest.raises(Overloaded, match="at most 8") as refused:
             engine.score_blocking(PAIRS[:1])
         assert refused.value.status.http == 429 and refused.value.retry_after_s
@@ -151,7 +105,7 @@ def test_requests_that_wait_too_long_are_refused_at_the_timeout_not_computed(gat
         assert runtime.entered.wait(10)
         waiter = threading.Thread(target=_capture, args=(late, score, PAIRS[1:5]))
         waiter.start()
-        _wait_for(lambda: engine.queued_pairs == 4)
+        wait_for(lambda: engine.queued_pairs == 4)
         waiter.join(timeout=5)  # refused while the round before it still runs (the gate is closed)
         assert not waiter.is_alive() and engine.queued_pairs == 0
         runtime.gate.set()
@@ -209,7 +163,7 @@ def test_cancelled_requests_are_skipped(gated):
 
     try:
         assert asyncio.run(main()).scores.shape == (1,)
-        _wait_for(lambda: "cancelled" in observer.refused)
+        wait_for(lambda: "cancelled" in observer.refused)
     finally:
         engine.close()
     assert runtime.rows_run == scorer.rows_per_pair * 1
@@ -224,7 +178,7 @@ def test_closing_refuses_waiting_requests_and_finishes_the_running_round(gated):
     assert runtime.entered.wait(10)
     waiter = threading.Thread(target=_capture, args=(waiting, engine.score_blocking, PAIRS[1:3]))
     waiter.start()
-    _wait_for(lambda: engine.queued_pairs == 2)
+    wait_for(lambda: engine.queued_pairs == 2)
     closer = threading.Thread(target=engine.close)
     closer.start()
     waiter.join(timeout=30)
@@ -242,10 +196,3 @@ def _capture(into: dict, function, *args):
         into["result"] = function(*args)
     except Exception as error:  # the test inspects it
         into["error"] = error
-
-
-def _wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)

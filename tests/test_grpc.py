@@ -40,12 +40,11 @@ from models.errors import (
     Unavailable,
 )
 from models.inputs import InputRules
-from models.scorer import BatchLimits, Scorer, load_scorer
 from serving.grpc_server import GrpcOptions, GrpcServer, ServedModel
 from serving.schemas import ModelInfo
 from tests.conftest import KLUE_DEV, REPO
+from tests.engine_doubles import Rounds, behind_gate, wait_for
 from tests.live_service import free_port
-from tests.test_engine import GatedRuntime, Rounds, _wait_for
 from training.data import read_pairs
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -84,18 +83,12 @@ def local_server(grace_s: float = 10.0):
         asyncio.run(server.stop())
 
 
-@pytest.fixture(scope="module")
-def scorer(trained_package) -> Scorer:
-    return load_scorer(trained_package, "onnx", device="cpu", limits=BatchLimits(max_batch_tokens=1024))
-
-
 @pytest.fixture
 def gated_engine(scorer):
     """The tiny model's engine whose forward passes wait for ``runtime.gate``."""
-    runtime = GatedRuntime(scorer.runtime)
+    gated_scorer, runtime = behind_gate(scorer)
     observer = Rounds()
-    gated = Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits)
-    engine = ScoringEngine(gated, EngineSettings(), observer)
+    engine = ScoringEngine(gated_scorer, EngineSettings(), observer)
     yield engine, runtime, observer
     runtime.gate.set()
     engine.close()
@@ -145,7 +138,7 @@ def test_a_passed_deadline_drops_the_work(gated_engine, scorer):
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         runtime.gate.set()
         assert len(holder.result(timeout=30).results) == 1
-        _wait_for(lambda: {"deadline", "cancelled"} & set(observer.refused))
+        wait_for(lambda: {"deadline", "cancelled"} & set(observer.refused))
         assert runtime.rows_run == scorer.rows_per_pair * 1  # the late call's 8 pairs never ran
         assert observer.rounds == [1]
 
@@ -419,7 +412,7 @@ def test_served_deadline_is_deadline_exceeded_and_the_work_is_dropped(served):
     def scored() -> float:
         return _metric(client, "ko_sts_batch_size_sum") - scored_before
 
-    _wait_for(lambda: scored() >= 4 * 256)  # rounds are counted just after their callers are answered
+    wait_for(lambda: scored() >= 4 * 256)  # rounds are counted just after their callers are answered
     time.sleep(0.5)
     assert scored() == 4 * 256  # the late call's 16 pairs were dropped, never scored
 

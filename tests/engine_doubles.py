@@ -1,0 +1,61 @@
+"""Test doubles for the serving engine: a runtime held at a gate, an observer that records rounds."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from models.backends import Runtime
+from models.scorer import Scorer
+
+
+class GatedRuntime(Runtime):
+    """The real runtime behind a gate: passes wait until the test opens it, and are counted."""
+
+    def __init__(self, inner: Runtime):
+        self.inner = inner
+        self.backend, self.device, self.input_names = inner.backend, inner.device, inner.input_names
+        self.description = inner.description
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.rows_run = 0
+
+    def launch(self, batch):
+        self.entered.set()
+        self.gate.wait(timeout=30)
+        self.rows_run += len(batch["input_ids"])
+        return self.inner.launch(batch)
+
+
+class Rounds:
+    """An engine observer that records what each round held."""
+
+    def __init__(self):
+        self.rounds: list[int] = []
+        self.refused: list[str] = []
+
+    def request_done(self, pairs, tokenize_s, queue_s, inference_s):
+        assert min(tokenize_s, queue_s, inference_s) >= 0
+
+    def round_done(self, pairs, rows, tokens, padded_tokens, passes):
+        assert padded_tokens >= tokens and passes >= 1
+        self.rounds.append(pairs)
+
+    def queue_changed(self, queued_pairs):
+        assert queued_pairs >= 0
+
+    def request_refused(self, reason):
+        self.refused.append(reason)
+
+
+def behind_gate(scorer: Scorer) -> tuple[Scorer, GatedRuntime]:
+    """``scorer`` over its own runtime behind a gate (closed until the test sets ``runtime.gate``)."""
+    runtime = GatedRuntime(scorer.runtime)
+    return Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits), runtime
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
