@@ -52,8 +52,8 @@ class KoSTS:
         """In ``bentoml serve``'s main process, before any worker: refuse a damaged or mismatched model.
 
         The parity guard runs here on the CPU, so that a model that does not score as exported stops
-        ``bentoml serve`` (exit 1) instead of failing each worker's start in turn; each worker checks
-        again on its own device.
+        ``bentoml serve`` (exit 1) instead of failing each worker's start in turn; a worker on another
+        device (a GPU) checks again there.
         """
         stored = MODEL.resolve()
         check_stored_model(stored.path, str(stored.tag))
@@ -65,7 +65,8 @@ class KoSTS:
         path = self.model.path
         self.tag = str(self.model.tag)
         scorer = settings.scorer(path)
-        check_parity(scorer, path, self.tag)
+        if scorer.device != "cpu":  # on the CPU, check_model has just scored the same runtime
+            check_parity(scorer, path, self.tag)
         self.engine = ScoringEngine(scorer, settings.engine(scorer.device), PrometheusObserver())
         self.rules = settings.input_rules()
         self.metadata = read_metadata(path)

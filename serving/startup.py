@@ -6,11 +6,11 @@ Two checks, each failing with :class:`ModelRefused`, whose message names the fil
   (``@bentoml.on_deployment``): every file matches the manifest written when the model was
   stored (:func:`models.store.verify_manifest`), and the files every backend reads are there and
   readable (:func:`models.package.check_package`). ``bentoml serve`` then exits with status 1.
-- :func:`check_parity`, in each worker once its runtime is loaded: the fixed pairs that
-  ``training.export`` scored are scored again, with the runtime file and device that will serve,
-  and must agree with the recorded scores within :data:`PARITY_TOLERANCE`. A refusing worker
-  fails its start (in a container ``bentoml serve`` then exits 1; elsewhere BentoML starts the
-  worker again, and it refuses again).
+- :func:`check_parity`, in the main process on the CPU and again in each worker that serves on
+  a GPU: the fixed pairs that ``training.export`` scored are scored again, with the runtime file
+  that will serve, and must agree with the recorded scores within :data:`PARITY_TOLERANCE`. A
+  refusing worker fails its start (in a container ``bentoml serve`` then exits 1; elsewhere
+  BentoML starts the worker again, and it refuses again).
 """
 
 from __future__ import annotations
