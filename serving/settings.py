@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     def batch_limits(self, device: str) -> BatchLimits:
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
-        tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
+        tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS[_defaults_key(device)]
         return BatchLimits(max_batch_tokens=tokens, max_batch_rows=self.max_batch_rows)
 
     def scorer(self, model_dir: str | Path, device: Device | None = None) -> Scorer:
@@ -99,13 +99,13 @@ class Settings(BaseSettings):
         ``device`` (``cpu``, ``cuda:0``) picks the default queue bound and round size (:data:`DEFAULT_QUEUED_PAIRS`,
         :data:`DEFAULT_ROUND_PASSES`); None (not known) takes CUDA's.
         """
-        kind = "cpu" if device == "cpu" else "cuda"
-        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS[kind]
-        passes = self.round_passes or DEFAULT_ROUND_PASSES[kind]
+        key = _defaults_key(device)
+        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS[key]
+        passes = self.round_passes or DEFAULT_ROUND_PASSES[key]
         return EngineSettings(
             batching=self.batching,
             batch_wait_ms=self.batch_wait_ms,
-            max_round_tokens=passes * self.batch_limits(device or "cuda").max_batch_tokens,
+            max_round_tokens=passes * self.batch_limits(key).max_batch_tokens,
             max_queued_pairs=queued,
             queue_timeout_ms=self.queue_timeout_ms,
             tokenizer_threads=self.tokenizer_threads,
@@ -135,3 +135,8 @@ class Settings(BaseSettings):
             max_message_bytes=self.input_rules().body_limit,
             api_key=self.key(),
         )
+
+
+def _defaults_key(device: str | None) -> str:
+    """Which column of the DEFAULT_* tables a runtime device takes: ``cpu``, else ``cuda`` (also when not known)."""
+    return "cpu" if device == "cpu" else "cuda"
