@@ -95,14 +95,18 @@ AutoModelForSequenceClassification.register(MeanPoolingCrossEncoderConfig, MeanP
 def build_cross_encoder(model_name_or_path: str, pooling: Pooling, settings: ScoreSettings) -> PreTrainedModel:
     """Loads a pretrained encoder (or a finished cross-encoder) with a one-output regression head.
 
-    The returned model carries ``settings`` in its config, so ``save_pretrained`` keeps them.
+    The weights are loaded in float32 whatever dtype the checkpoint's config names: a package
+    saved in float16 (``save_dtype: float16``, the store's GPU weights) trained in its own dtype
+    would take float16 optimizer steps, which AdamW's epsilon does not survive. Mixed precision
+    comes from the trainer's ``bf16``/``fp16`` autocast instead. The returned model carries
+    ``settings`` in its config, so ``save_pretrained`` keeps them.
     """
     if pooling == "cls":
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_name_or_path, num_labels=1, problem_type="regression"
+            model_name_or_path, num_labels=1, problem_type="regression", dtype=torch.float32
         )
     elif pooling == "mean":
-        backbone = AutoModel.from_pretrained(model_name_or_path)
+        backbone = AutoModel.from_pretrained(model_name_or_path, dtype=torch.float32)
         config = MeanPoolingCrossEncoderConfig(encoder=backbone.config.to_dict())
         model = MeanPoolingCrossEncoder(config, backbone=backbone)
     else:

@@ -14,14 +14,17 @@ from training.augment import (
     ANTONYM_NOUNS,
     ANTONYM_PREDICATES,
     CITIES,
+    ENTITY_GROUPS,
     KIND_LABELS,
     Predicate,
     augment,
+    change_intent,
     change_number,
     main,
     negate,
     swap_antonym,
     swap_entity,
+    swap_roles,
 )
 from training.data import read_pairs
 
@@ -216,6 +219,70 @@ def test_entity_swaps_a_city_with_the_right_particle():
     assert swap_entity("대구 센터를 써서 대구에서 치료한다.", random.Random(0)) is None  # both or neither
 
 
+@pytest.mark.parametrize(
+    ("sentence", "pattern", "old"),
+    [
+        ("엄마가 저녁을 차려 주셨어.", r"(\w+?)(이|가) 저녁을 차려 주셨어\.", "엄마"),
+        ("미국 정부가 관세를 올렸다.", r"(\w+) 정부가 관세를 올렸다\.", "미국"),
+        ("네이버 메일 확인해 줘.", r"(\w+) 메일 확인해 줘\.", "네이버"),
+    ],
+)
+def test_entity_swaps_a_person_country_or_company(sentence, pattern, old):
+    for seed in range(5):
+        match = re.fullmatch(pattern, swap_entity(sentence, random.Random(seed)))
+        new = match.group(1)
+        group = next(g for g in ENTITY_GROUPS if old in g)
+        assert new in group and new != old
+        if match.lastindex == 2:
+            assert match.group(2) == ("가" if (ord(new[-1]) - 0xAC00) % 28 == 0 else "이")
+
+
+@pytest.mark.parametrize("sentence", ["한국어를 배워요.", "딸기가 맛있어요.", "보고 싶어, 엄마.", "중국집에서 먹자."])
+def test_entity_leaves_longer_words_and_bare_names_alone(sentence):
+    assert swap_entity(sentence, random.Random(0)) is None
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("호스트가 게스트에게 환불을 요청했어요.", "게스트가 호스트에게 환불을 요청했어요."),
+        ("정부가 국민을 지원한다.", "국민이 정부를 지원한다."),
+        ("주인은 매우 친절하고 손님을 배려합니다.", "손님은 매우 친절하고 주인을 배려합니다."),
+    ],
+)
+def test_roles_swap_with_their_particles(sentence, expected):
+    assert swap_roles(sentence) == expected
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "아이가 밥을 먹었다.",  # 밥 is no agent
+        "정부는, 국민을 위해 일한다.",  # a comma between them
+        "정부는 최대 172명의 확진 환자를 위한 침대를 확보했습니다.",  # too far; 환자 is the modifier's
+    ],
+)
+def test_roles_left_alone_without_two_agents_of_one_clause(sentence):
+    assert swap_roles(sentence) is None
+
+
+def test_intent_changes_the_question_or_the_service_asked_about():
+    seen = {change_intent("주문한 상품 환불은 언제 되나요?", random.Random(seed)) for seed in range(30)}
+    assert "주문한 상품 배송은 언제 되나요?" in seen
+    assert "주문한 상품 환불은 어디서 되나요?" in seen
+    assert all(s.count("환불") + s.count("언제") == 1 for s in seen)  # exactly one of the two changed
+    assert {change_intent("체크인 시간이 언제인가요?", random.Random(s)) for s in range(30)} >= {
+        "체크아웃 시간이 언제인가요?"
+    }
+    # synonyms never replace one another: 요금 is 가격
+    assert all("요금" not in change_intent("가격이 얼마인가요?", random.Random(s)) for s in range(30))
+
+
+@pytest.mark.parametrize("sentence", ["체크인 시간이 빨라서 좋았어요.", "언제나 깨끗한 숙소입니다."])
+def test_intent_leaves_statements_and_longer_words_alone(sentence):
+    assert change_intent(sentence, random.Random(0)) is None
+
+
 SOURCE = pd.DataFrame(
     {
         "sentence1": [
@@ -223,10 +290,17 @@ SOURCE = pd.DataFrame(
             "정부는 내년부터 지원을 확대한다.",
             "서울로 3박 여행을 가요.",
             "내일 날씨 알려줘.",
+            "호스트가 게스트에게 연락했어요.",
         ],
-        "sentence2": ["숙소가 정말 좋았습니다.", "오후에 비가 와요.", "지하철역과 가까워요.", "두 명이 왔어요."],
-        "label": [3.0, 0.0, 0.0, 0.0],
-        "location": ["line 1", "line 2", "line 3", "line 4"],
+        "sentence2": [
+            "숙소가 정말 좋았습니다.",
+            "오후에 비가 와요.",
+            "지하철역과 가까워요.",
+            "두 명이 왔어요.",
+            "환불은 언제 되나요?",
+        ],
+        "label": [3.0, 0.0, 0.0, 0.0, 0.0],
+        "location": ["line 1", "line 2", "line 3", "line 4", "line 5"],
     }
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -51,3 +53,13 @@ def test_padding_does_not_change_a_pairs_output(tiny_base, pooling):
 def test_unknown_pooling_lists_the_choices(tiny_base):
     with pytest.raises(ValueError, match="'cls', 'mean'"):
         build_cross_encoder(str(tiny_base), "max", ScoreSettings())
+
+
+def test_a_half_precision_checkpoint_is_loaded_for_training_in_float32(tiny_base, tmp_path):
+    """Continuing from a float16 package (the store's GPU weights) must not train float16 weights."""
+    half = build_cross_encoder(str(tiny_base), "cls", ScoreSettings()).half()
+    half.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float16"
+    reloaded = build_cross_encoder(str(tmp_path), "cls", ScoreSettings())
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}

@@ -15,7 +15,13 @@ is not sharing a meaning (issue 10). The rules:
   ``더럽고``, ``증가했다`` -> ``감소했다``);
 * ``number``: one number, counted amount, time of day or weekday is changed (``3박`` ->
   ``5박``, ``두 명`` -> ``네 명``, ``오전`` -> ``오후``);
-* ``entity``: one Korean city name is replaced by another (``서울로`` -> ``부산으로``).
+* ``entity``: one named place, country, family member or company is replaced by another of
+  its kind (``서울로`` -> ``부산으로``, ``엄마가`` -> ``아빠가``, ``네이버`` -> ``카카오``);
+* ``role``: the subject and the object (or recipient) are swapped when both are people or
+  organisations (``호스트가 게스트에게`` -> ``게스트가 호스트에게``);
+* ``intent``: the same topic, another question or request: the question word changes
+  (``언제`` -> ``어디서``) or one service noun is replaced by another of its domain
+  (``환불은`` -> ``배송은``, ``체크인 시간`` -> ``체크아웃 시간``).
 
 Inflected forms are generated forward by a small conjugator (:class:`Predicate`) from known
 stems and matched exactly, never guessed backwards from the surface, and a rule that is
@@ -55,7 +61,18 @@ NEGATION_LABEL = 1.0
 ANTONYM_LABEL = 1.0
 NUMBER_LABEL = 1.5
 ENTITY_LABEL = 1.5
-KIND_LABELS = {"negation": NEGATION_LABEL, "antonym": ANTONYM_LABEL, "number": NUMBER_LABEL, "entity": ENTITY_LABEL}
+# Swapped roles reverse who does what to whom (1.2); another question on the same topic shares
+# the topic and nothing else that was asked (1.5).
+ROLE_LABEL = 1.2
+INTENT_LABEL = 1.5
+KIND_LABELS = {
+    "negation": NEGATION_LABEL,
+    "antonym": ANTONYM_LABEL,
+    "number": NUMBER_LABEL,
+    "entity": ENTITY_LABEL,
+    "role": ROLE_LABEL,
+    "intent": INTENT_LABEL,
+}
 
 # ---------------------------------------------------------------------------------------------
 # Hangul syllables
@@ -1002,10 +1019,16 @@ _CITY_GENERIC_NEXT = (
 )  # fmt: skip
 
 
-def swap_entity(sentence: str, rng: random.Random) -> str | None:
-    """Replaces one city name by another city that the sentence does not mention."""
-    tokens = _tokens(sentence)
-    words = [_Word.of(t) for t in tokens]
+# Interchangeable names of one kind; a name is matched as a whole word plus a particle, or bare
+# before another word (미국 정부, 엄마 생일), never inside a longer word (한국어, 딸기).
+ENTITY_GROUPS = (
+    ("한국", "미국", "일본", "중국", "영국", "프랑스", "독일", "러시아", "베트남", "태국", "캐나다", "호주"),
+    ("엄마", "아빠", "어머니", "아버지", "할머니", "할아버지", "언니", "오빠", "누나", "남동생", "여동생"),
+    ("네이버", "카카오", "구글", "쿠팡", "삼성", "애플", "네이트", "유튜브", "넷플릭스"),
+)  # fmt: skip
+
+
+def _city_options(words: list[_Word]) -> list[tuple[int, str, str, tuple[str, ...]]]:
     options = []
     for index, word in enumerate(words):
         for city in CITIES:
@@ -1015,17 +1038,127 @@ def swap_entity(sentence: str, rng: random.Random) -> str | None:
             following = words[index + 1].core if index + 1 < len(words) else ""
             if not tail and not following.startswith(_CITY_GENERIC_NEXT):
                 continue  # 서울 여의도, 서울 동대문, 대구 경북: the next word may be a place in or beside the city
-            options.append((index, city, tail))
+            options.append((index, city, tail, CITIES))
+    return options
+
+
+def _lexicon_options(
+    words: list[_Word], groups: Iterable[tuple[str, ...]], tails: frozenset[str] = _NOUN_TAILS
+) -> list[tuple[int, str, str, tuple[str, ...]]]:
+    """(index, name, particle, its group) for each word that is a group's name plus one of ``tails``."""
+    options = []
+    for index, word in enumerate(words):
+        for group in groups:
+            for name in group:
+                tail = word.core[len(name) :]
+                if not word.core.startswith(name) or tail not in tails:
+                    continue
+                if not tail and (index + 1 == len(words) or word.trail):
+                    continue  # a bare name must lead into the next word
+                options.append((index, name, tail, group))
+    return options
+
+
+def _replace_option(
+    sentence: str,
+    tokens: list[str],
+    words: list[_Word],
+    options: list[tuple[int, str, str, tuple[str, ...]]],
+    rng: random.Random,
+    exclude: Iterable[str] = (),
+) -> str | None:
+    """Replaces one option's name by another of its group that the sentence does not hold."""
+    options = [option for option in options if sentence.count(option[1]) == 1]  # 대구 ... 대구에서: all or none
     if not options:
         return None
-    options = [option for option in options if sentence.count(option[1]) == 1]  # 대구 ... 대구에서: change all or none
-    if not options:
+    index, name, tail, group = rng.choice(options)
+    blocked = set(exclude)
+    others = [other for other in group if other != name and other not in sentence and other not in blocked]
+    if not others:
         return None
-    index, city, tail = rng.choice(options)
-    others = [c for c in CITIES if c != city and c not in sentence]
     target = rng.choice(others)
     new_tail = tail if tail[:1] in ("시", "역", "행") else _particle_form(target, tail)
     return _with_token(tokens, index, words[index].replaced(target + new_tail))
+
+
+def swap_entity(sentence: str, rng: random.Random) -> str | None:
+    """Replaces one city, country, family member or company by another the sentence does not mention."""
+    tokens = _tokens(sentence)
+    words = [_Word.of(t) for t in tokens]
+    return _replace_option(sentence, tokens, words, _city_options(words) + _lexicon_options(words, ENTITY_GROUPS), rng)
+
+
+# People and organisations that can do something to one another; a role swap needs two of them.
+AGENTS = (
+    "호스트", "게스트", "손님", "고객", "직원", "사장님", "주인", "집주인", "정부", "국민", "시민", "주민", "기업",
+    "회사", "학생", "선생님", "교사", "부모", "아이", "엄마", "아빠", "남편", "아내", "친구", "의사", "환자",
+    "경찰", "판매자", "구매자", "소비자", "근로자", "노동자", "사업주", "국회", "대통령", "장관", "지자체", "청년",
+)  # fmt: skip
+_AGENT_SUBJECT_TAILS = frozenset(["이", "가", "은", "는"])
+_AGENT_OBJECT_TAILS = frozenset(["을", "를", "에게", "한테", "에게서", "한테서"])
+_ROLE_MAX_DISTANCE = 3  # 호스트는 총 세 번 손님을: further apart, the object may belong to another clause
+
+
+def swap_roles(sentence: str) -> str | None:
+    """Swaps a subject and a later object or recipient when both are people or organisations.
+
+    ``호스트가 게스트에게 환불을 요청했어요`` -> ``게스트가 호스트에게 환불을 요청했어요``; each
+    noun keeps its position's particle in the form that fits it (``정부가 국민을`` -> ``국민이 정부를``).
+    """
+    tokens = _tokens(sentence)
+    words = [_Word.of(t) for t in tokens]
+    subjects = _lexicon_options(words, [AGENTS], _AGENT_SUBJECT_TAILS)
+    objects = _lexicon_options(words, [AGENTS], _AGENT_OBJECT_TAILS)
+    for s_index, subject, s_tail, _ in subjects:
+        for o_index, obj, o_tail, _ in objects:
+            if not 0 < o_index - s_index <= _ROLE_MAX_DISTANCE or subject == obj:
+                continue
+            if any(w.trail for w in words[s_index:o_index]) or words[o_index - 1].core.endswith("의"):
+                continue  # a comma between them, or the object is a modifier's (확진 환자를 위한)
+            swapped = list(tokens)
+            swapped[s_index] = words[s_index].replaced(obj + _particle_form(obj, s_tail))
+            swapped[o_index] = words[o_index].replaced(subject + _particle_form(subject, o_tail))
+            return " ".join(swapped)
+    return None
+
+
+# Question words that ask for different things; each stands alone as an adverb.
+QUESTION_WORDS = ("언제", "어디서", "어떻게", "왜", "얼마나")
+# Service nouns by domain: replacing one by another of its domain asks for something else on the
+# same topic. Names in one tuple are synonyms and never replace one another.
+INTENT_DOMAINS = (
+    (("환불",), ("배송",), ("교환",), ("반품",), ("결제",), ("주문",), ("할인",), ("재입고",)),
+    (("체크인", "입실"), ("체크아웃", "퇴실"), ("주차", "주차장"), ("조식",), ("와이파이",), ("수영장",)),
+    (("가격", "요금", "비용"), ("위치", "장소"), ("시간",), ("방법",), ("기간",), ("절차",), ("조건",), ("대상",)),
+    (("가입",), ("탈퇴",), ("로그인",), ("비밀번호",)),
+    (("입금",), ("출금",), ("이체",), ("잔액",), ("대출",), ("적금",)),
+)  # fmt: skip
+
+
+def change_intent(sentence: str, rng: random.Random) -> str | None:
+    """Asks for something else on the same topic: another question word or another service noun.
+
+    Only questions and requests are changed: in a statement, ``시간`` -> ``가격`` rarely reads as
+    another intent.
+    """
+    tokens = _tokens(sentence)
+    words = [_Word.of(t) for t in tokens]
+    if not _is_question_or_request(sentence, words):
+        return None
+    options: list[tuple[int, str]] = []
+    for index, word in enumerate(words):
+        if word.core in QUESTION_WORDS:
+            options += [(index, other) for other in QUESTION_WORDS if other != word.core and other not in sentence]
+    for domain in INTENT_DOMAINS:
+        for index, name, tail, synonyms in _lexicon_options(words, domain):
+            if sentence.count(name) != 1:
+                continue
+            others = [n for group in domain if group is not synonyms for n in group[:1] if n not in sentence]
+            options += [(index, other + _particle_form(other, tail)) for other in others]
+    if not options:
+        return None
+    index, replacement = rng.choice(options)
+    return _with_token(tokens, index, words[index].replaced(replacement))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1056,6 +1189,8 @@ def generate(sentences: list[tuple[str, str]], seed: int) -> dict[str, list[dict
             "antonym": swap_antonym(sentence),
             "number": change_number(sentence, _rng(seed, "number", sentence)),
             "entity": swap_entity(sentence, _rng(seed, "entity", sentence)),
+            "role": swap_roles(sentence),
+            "intent": change_intent(sentence, _rng(seed, "intent", sentence)),
         }
         negated = negate(sentence)
         rewrites["negation"] = negated[0] if negated else None
