@@ -3,6 +3,8 @@
 # shipped default's own split (training/configs/me5-small-ko-r3.yaml), trained two ways:
 #   from the base model:      KLUE-STS alone (reference), + hard negatives, + KorSTS + hard negatives (2 seeds)
 #   from the shipped default: + KorSTS + hard negatives (2 seeds), + hard negatives; 3 epochs at lr 2e-5
+# (PLAN=seeds instead: three more seeds of the first KorSTS + hard-negative recipe, two of the
+# second, and the first at lr 3e-5 with two seeds),
 # a weight soup per two-seed recipe, then the pre-declared choice: the highest selection score
 # (validation + KorSTS-train hold-out; training.train) among the runs and soups trained with
 # hard negatives, since telling meaning from topic is a requirement (issue 10, item 4) that
@@ -38,15 +40,21 @@ run() { local name=$1 seed=$2 init=$3; shift 3
     --disable_tqdm true --save_dtype float32 ${EXTRA:-} "$@" > "$w/$name-s$seed.log" 2>&1 & }
 korsts=data/korsts/korsts_train.jsonl; hn=$w/hn.jsonl
 continued=(--learning_rate 2e-5 --num_train_epochs 3)
-run ref 1 "$base"
-run hn 1 "$base" --extra_train_files "$hn"
-run korsts_hn 1 "$base" --extra_train_files $korsts "$hn"
-run korsts_hn 2 "$base" --extra_train_files $korsts "$hn"
-run default_korsts_hn 1 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
-run default_korsts_hn 2 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
-run default_hn 1 "$default" --extra_train_files "$hn" "${continued[@]}"
+if [ "${PLAN:-recipes}" = recipes ]; then  # which recipe
+  run ref 1 "$base"
+  run hn 1 "$base" --extra_train_files "$hn"
+  run korsts_hn 1 "$base" --extra_train_files $korsts "$hn"
+  run korsts_hn 2 "$base" --extra_train_files $korsts "$hn"
+  run default_korsts_hn 1 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
+  run default_korsts_hn 2 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
+  run default_hn 1 "$default" --extra_train_files "$hn" "${continued[@]}"
+else  # PLAN=seeds: more seeds of the two KorSTS + hard-negative recipes, and a lower rate
+  for seed in 3 4 5; do run korsts_hn $seed "$base" --extra_train_files $korsts "$hn"; done
+  for seed in 3 4; do run default_korsts_hn $seed "$default" --extra_train_files $korsts "$hn" "${continued[@]}"; done
+  for seed in 1 2; do run korsts_hn_lr3e-5 $seed "$base" --extra_train_files $korsts "$hn" --learning_rate 3e-5; done
+fi
 wait; log "runs done"; echo quit | nvidia-cuda-mps-control 2>/dev/null
-for recipe in korsts_hn default_korsts_hn; do
+for recipe in korsts_hn default_korsts_hn korsts_hn_lr3e-5; do
   packages=$(ls -d "$w/$recipe"-s*/model/ 2>/dev/null | tr '\n' ' ')
   [ -n "$packages" ] && $python -m training.soup "$w/$recipe-soup" $packages > "$w/$recipe-soup.log" 2>&1 &
 done; wait; log "soups done"
