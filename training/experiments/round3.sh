@@ -4,7 +4,8 @@
 #   from the base model:      KLUE-STS alone (reference), + hard negatives, + KorSTS + hard negatives (2 seeds)
 #   from the shipped default: + KorSTS + hard negatives (2 seeds), + hard negatives; 3 epochs at lr 2e-5
 # (PLAN=seeds instead: three more seeds of the first KorSTS + hard-negative recipe, two of the
-# second, and the first at lr 3e-5 with two seeds),
+# second, and the first at lr 3e-5 with two seeds; PLAN=korsts_negatives: both recipes with hard
+# negatives made from KorSTS train's sentences as well, whose captions hold role swaps),
 # a weight soup per two-seed recipe, then the pre-declared choice: the highest selection score
 # (validation + KorSTS-train hold-out; training.train) among the runs and soups trained with
 # hard negatives, since telling meaning from topic is a requirement (issue 10, item 4) that
@@ -48,13 +49,20 @@ if [ "${PLAN:-recipes}" = recipes ]; then  # which recipe
   run default_korsts_hn 1 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
   run default_korsts_hn 2 "$default" --extra_train_files $korsts "$hn" "${continued[@]}"
   run default_hn 1 "$default" --extra_train_files "$hn" "${continued[@]}"
+elif [ "$PLAN" = korsts_negatives ]; then  # hard negatives from KorSTS train's sentences too (roles: 남자가 여자에게)
+  $python -m training.augment $korsts "$w/hn_korsts.jsonl" --per-kind 1000 --seed 13 > "$w/augment_korsts.log" 2>&1
+  log "augment KorSTS: $(wc -l < "$w/hn_korsts.jsonl") pairs"
+  for seed in 1 2 3; do run korsts_hn2 $seed "$base" --extra_train_files $korsts "$hn" "$w/hn_korsts.jsonl"; done
+  for seed in 1 2; do
+    run default_korsts_hn2 $seed "$default" --extra_train_files $korsts "$hn" "$w/hn_korsts.jsonl" "${continued[@]}"
+  done
 else  # PLAN=seeds: more seeds of the two KorSTS + hard-negative recipes, and a lower rate
   for seed in 3 4 5; do run korsts_hn $seed "$base" --extra_train_files $korsts "$hn"; done
   for seed in 3 4; do run default_korsts_hn $seed "$default" --extra_train_files $korsts "$hn" "${continued[@]}"; done
   for seed in 1 2; do run korsts_hn_lr3e-5 $seed "$base" --extra_train_files $korsts "$hn" --learning_rate 3e-5; done
 fi
 wait; log "runs done"; echo quit | nvidia-cuda-mps-control 2>/dev/null
-for recipe in korsts_hn default_korsts_hn korsts_hn_lr3e-5; do
+for recipe in korsts_hn default_korsts_hn korsts_hn_lr3e-5 korsts_hn2 default_korsts_hn2; do
   packages=$(ls -d "$w/$recipe"-s*/model/ 2>/dev/null | tr '\n' ' ')
   [ -n "$packages" ] && $python -m training.soup "$w/$recipe-soup" $packages > "$w/$recipe-soup.log" 2>&1 &
 done; wait; log "soups done"
@@ -66,7 +74,7 @@ for package in sys.argv[1:]:
     meta = json.load(open(package + "/metadata.json"))
     extra = meta["hyperparameters"].get("extra_train_files") or []  # a soup keeps its components' recipe
     score = meta.get("selection", {}).get("score") or 0
-    hard_negatives = any(path.endswith("/hn.jsonl") for path in extra)
+    hard_negatives = any(path.rsplit("/", 1)[-1].startswith("hn") for path in extra)
     print(f"{score:.4f} {'hn' if hard_negatives else '--'} {package}", file=sys.stderr)
     if hard_negatives:
         scores[package] = score
