@@ -1065,15 +1065,13 @@ def _replace_option(
     words: list[_Word],
     options: list[tuple[int, str, str, tuple[str, ...]]],
     rng: random.Random,
-    exclude: Iterable[str] = (),
 ) -> str | None:
     """Replaces one option's name by another of its group that the sentence does not hold."""
     options = [option for option in options if sentence.count(option[1]) == 1]  # 대구 ... 대구에서: all or none
     if not options:
         return None
     index, name, tail, group = rng.choice(options)
-    blocked = set(exclude)
-    others = [other for other in group if other != name and other not in sentence and other not in blocked]
+    others = [other for other in group if other != name and other not in sentence]
     if not others:
         return None
     target = rng.choice(others)
