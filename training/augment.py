@@ -1152,7 +1152,7 @@ def change_intent(sentence: str, rng: random.Random) -> str | None:
         for index, name, tail, synonyms in _lexicon_options(words, domain):
             if sentence.count(name) != 1:
                 continue
-            others = [n for group in domain if group is not synonyms for n in group[:1] if n not in sentence]
+            others = [group[0] for group in domain if group is not synonyms and group[0] not in sentence]
             options += [(index, other + _particle_form(other, tail)) for other in others]
     if not options:
         return None
