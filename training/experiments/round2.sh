@@ -17,25 +17,8 @@ python=${PYTHON:-python3}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-# CUDA MPS lets the runs' small kernels share the GPU's SMs instead of taking turns. A private
-# pipe folder keeps the daemon ours; it is stopped on exit. Without it (or if a probe fails),
-# the runs share the GPU by time slicing.
-mps=off
-if [ "${USE_MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
-  mps_dir=$(mktemp -d /tmp/mps.XXXXXX)  # short: the daemon's socket path has a length limit
-  export CUDA_MPS_PIPE_DIRECTORY="$mps_dir/pipe" CUDA_MPS_LOG_DIRECTORY="$mps_dir/log"
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d 2>/dev/null \
-    && timeout 60 "$python" -c "import torch; torch.ones(1, device='cuda').sum().item()" >/dev/null 2>&1; then
-    mps=on
-    stop_mps() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
-    trap stop_mps EXIT
-    trap 'stop_mps; exit 143' TERM INT
-  else
-    echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
-    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-  fi
-fi
+source training/experiments/jobs.sh
+start_mps "$python"
 echo "CUDA MPS: $mps" | tee "$out/mps.txt"
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

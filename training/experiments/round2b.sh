@@ -14,8 +14,8 @@ python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_M
 log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/train2.log"; }
 $python -m training.augment data/klue-sts/klue_sts_train.jsonl "$w/hn.jsonl" --per-kind 1500 --seed 13 > "$w/augment.log" 2>&1
 log "augment: $(wc -l < "$w/hn.jsonl") pairs"
-mps=$(mktemp -d /tmp/mps.XXXX); export CUDA_MPS_PIPE_DIRECTORY=$mps/p CUDA_MPS_LOG_DIRECTORY=$mps/l; mkdir -p "$mps/p" "$mps/l"
-nvidia-cuda-mps-control -d 2>/dev/null && log "mps on"
+source "$(dirname "$0")/jobs.sh"
+start_mps "$python"; log "CUDA MPS: $mps"
 stop=$(( $(date +%s) + budget ))
 run() { local name=$1 seed=$2; shift 2
   OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false $python -m training.train --config training/configs/me5-small-ko-r2.yaml \
@@ -26,14 +26,10 @@ run ref 1
 run korsts 1 --extra_train_files $korsts; run korsts 2 --extra_train_files $korsts
 run korsts_hn 1 --extra_train_files $korsts "$w/hn.jsonl"; run korsts_hn 2 --extra_train_files $korsts "$w/hn.jsonl"
 run hn 1 --extra_train_files "$w/hn.jsonl"
-wait; log "runs done"; echo quit | nvidia-cuda-mps-control 2>/dev/null
-for recipe in korsts korsts_hn; do
-  packages=$(ls -d "$w/$recipe"-s*/model 2>/dev/null | tr '\n' ' ')
-  [ -n "$packages" ] && $python -m training.soup "$w/$recipe-soup" $packages > "$w/$recipe-soup.log" 2>&1
-done; log "soups done"
+wait; log "runs done"
+soup_recipes "$w" korsts korsts_hn; log "soups done"
 packages=$(ls -d "$w"/*/metadata.json "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
-$python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$out/train2.log"
-for p in $packages; do echo "== $p" >> "$out/contrast.md"; $python -m training.contrast "$p" --backend torch --device "$device" >> "$out/contrast.md" 2>> "$w/contrast.err"; done
+report_packages "$out" "$w/reports.err" $packages
 best=$($python -c "
 import json, sys
 scores = {p: json.load(open(p + '/metadata.json')).get('selection', {}).get('score') or 0 for p in sys.argv[1:]}

@@ -32,8 +32,8 @@ fi
 $python -m training.augment data/klue-sts/klue_sts_train.jsonl "$w/hn.jsonl" --per-kind 1000 --seed 13 > "$w/augment.log" 2>&1
 log "augment: $(wc -l < "$w/hn.jsonl") pairs; $(grep -c . "$w/augment.log") log lines"
 
-mps=$(mktemp -d /tmp/mps.XXXX); export CUDA_MPS_PIPE_DIRECTORY=$mps/p CUDA_MPS_LOG_DIRECTORY=$mps/l; mkdir -p "$mps/p" "$mps/l"
-nvidia-cuda-mps-control -d 2>/dev/null && log "mps on"
+source "$(dirname "$0")/jobs.sh"
+start_mps "$python"; log "CUDA MPS: $mps"
 stop=$(( $(date +%s) + budget ))
 run() { local name=$1 seed=$2 init=$3; shift 3
   OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false $python -m training.train --config $config \
@@ -61,11 +61,8 @@ else  # PLAN=seeds: more seeds of the two KorSTS + hard-negative recipes, and a 
   for seed in 3 4; do run default_korsts_hn $seed "$default" --extra_train_files $korsts "$hn" "${continued[@]}"; done
   for seed in 1 2; do run korsts_hn_lr3e-5 $seed "$base" --extra_train_files $korsts "$hn" --learning_rate 3e-5; done
 fi
-wait; log "runs done"; echo quit | nvidia-cuda-mps-control 2>/dev/null
-for recipe in korsts_hn default_korsts_hn korsts_hn_lr3e-5 korsts_hn2 default_korsts_hn2; do
-  packages=$(ls -d "$w/$recipe"-s*/model/ 2>/dev/null | tr '\n' ' ')
-  [ -n "$packages" ] && $python -m training.soup "$w/$recipe-soup" $packages > "$w/$recipe-soup.log" 2>&1 &
-done; wait; log "soups done"
+wait; log "runs done"
+soup_recipes "$w" korsts_hn default_korsts_hn korsts_hn_lr3e-5 korsts_hn2 default_korsts_hn2; log "soups done"
 packages=$(ls -d "$w"/*/metadata.json "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
 best=$($python - $packages <<'PY' 2>> "$out/round3.log"
 import json, sys
@@ -83,9 +80,5 @@ PY
 )
 log "choice (highest selection score among hard-negative runs): $best"; mkdir -p "$w/final" && cp -r "$best" "$w/final/model"
 [ -n "${AFTER_CHOICE:-}" ] && bash -c "$AFTER_CHOICE"
-$python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$out/round3.log" &
-for p in $packages; do
-  ($python -m training.contrast "$p" --backend torch --device "$device" > "$p/contrast.md" 2>> "$w/contrast.err") &
-done; wait
-for p in $packages; do echo "== $p" >> "$out/contrast.md"; cat "$p/contrast.md" >> "$out/contrast.md"; done
+report_packages "$out" "$w/reports.err" $packages
 log "reports done"
