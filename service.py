@@ -2,8 +2,8 @@
 
     bentoml serve            # from the repository root; settings from KO_STS_* variables
 
-The service wires settings, the model from the store and the API; scoring, batching, input
-rules and errors live in ``models/`` (see ``models/engine.py``). In front of BentoML's routes,
+The service wires settings, the model from the store and the API; the model and its scoring live
+in ``models/``, batching, input rules and errors in ``serving/`` (see ``serving/engine.py``). In front of BentoML's routes,
 ``serving/http.py`` adds request ids and checks the API key and the body; before any worker
 starts, the stored model's files are verified, and each worker checks its scores against the
 ones recorded at export (``serving/startup.py``).
@@ -16,13 +16,13 @@ import logging
 import bentoml
 from starlette.responses import JSONResponse
 
-from models.engine import ScoringEngine
-from models.errors import CALLER_ERRORS, ScoringError
-from models.inputs import check_pairs, check_rank, rank_order
 from models.package import base_model_name, metrics_by_runtime, read_metadata
 from models.scoring import SIMILAR_THRESHOLD
+from serving.engine import ScoringEngine
+from serving.errors import CALLER_ERRORS, ServiceError
 from serving.grpc_server import ServedModel, start_grpc
 from serving.http import RequestGuard, error_response
+from serving.inputs import check_pairs, check_rank, rank_order
 from serving.metrics import PrometheusObserver
 from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair, request_models
 from serving.settings import Settings
@@ -135,13 +135,13 @@ class KoSTS:
         return self.info
 
     def _error(self, error: Exception, ctx: bentoml.Context) -> JSONResponse:
-        """The JSON error answer, with the status of models.errors.ERROR_TABLE (BentoML applies ctx's).
+        """The JSON error answer, with the status of serving.errors.ERROR_TABLE (BentoML applies ctx's).
 
-        An error that is not a :class:`ScoringError` is a bug: logged with its traceback, answered 500.
+        An error that is not a :class:`ServiceError` is a bug: logged with its traceback, answered 500.
         """
-        if not isinstance(error, ScoringError):
+        if not isinstance(error, ServiceError):
             logger.error("scoring failed", exc_info=error)
-            error = ScoringError("internal error; the service's log has the details")
+            error = ServiceError("internal error; the service's log has the details")
         elif error.kind in CALLER_ERRORS:
             route, status = ctx.request.url.path, error.status.http
             logger.info("refused %s: %d %s: %s", route, status, error.kind.value, error.log_message)

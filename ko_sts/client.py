@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 PairLike = tuple[str, str] | Mapping[str, str]
 
-# What the client retries: the service's retryable failures (models.errors.ERROR_TABLE, retry=True).
+# What the client retries: the service's retryable failures (serving.errors.ERROR_TABLE, retry=True).
 RETRY_HTTP_STATUSES = frozenset({503})
 RETRY_GRPC_CODES = frozenset({"UNAVAILABLE"})
 # The error kind of a status when the body or metadata does not say it (e.g. a proxy answered).

@@ -361,16 +361,16 @@ class GrpcTransport(Transport):
 
 
 class EngineTransport(Transport):
-    """Straight into a :class:`models.engine.ScoringEngine` in this process: the no-HTTP ceiling."""
+    """Straight into a :class:`serving.engine.ScoringEngine` in this process: the no-HTTP ceiling."""
 
     name = "in-process"
 
     def __init__(self, engine, counters: Callable[[], dict[str, float]] | None = None):
-        from models.errors import ScoringError
+        from serving.errors import ServiceError
 
         self.engine = engine
         self._counters = counters
-        self._scoring_error = ScoringError
+        self._scoring_error = ServiceError
 
     def prepare(self, pairs: Sequence[Pair]) -> tuple[list[Pair], int]:
         return list(pairs), len(pairs)

@@ -288,7 +288,7 @@ class InProcessEngine:
         self.description = ""
 
     def start(self, timeout_s: float) -> float:
-        from models.engine import ScoringEngine
+        from serving.engine import ScoringEngine
 
         started = time.monotonic()
         scorer, settings = load_service_scorer(self.model_dir, self.env)

@@ -3,7 +3,7 @@
 Pairs are tokenised in one ``encode_batch`` call, sorted by token length and cut into forward
 passes whose padded size (rows x longest row) stays within ``max_batch_tokens``, the way
 text-embeddings-inference fills batches by ``max_batch_tokens``. A symmetric model's two
-sentence orders are rows of the same passes. The serving engine (:mod:`models.engine`) calls
+sentence orders are rows of the same passes. The serving engine (:mod:`serving.engine`) calls
 the same pieces on the pairs of many requests at once.
 """
 

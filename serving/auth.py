@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from models.errors import Unauthenticated
+from serving.errors import Unauthenticated
 
 SCHEME = "bearer"
 MISSING = "send the service's API key as 'Authorization: Bearer <key>' (it is set with KO_STS_API_KEY)"
@@ -31,7 +31,7 @@ class ApiKey:
         return "ApiKey(****)"
 
     def check(self, authorization: str | None) -> None:
-        """Raises :class:`~models.errors.Unauthenticated` unless ``authorization`` is ``Bearer <the key>``."""
+        """Raises :class:`~serving.errors.Unauthenticated` unless ``authorization`` is ``Bearer <the key>``."""
         scheme, _, given = (authorization or "").strip().partition(" ")
         if scheme.lower() != SCHEME or not given.strip():
             raise Unauthenticated(f"no API key: {MISSING}")

@@ -2,9 +2,9 @@
 
 BentoML 1.4's ``@bentoml.service`` serves no gRPC, so each ``bentoml serve`` worker runs a
 ``grpc.aio`` server of its own, on a thread with its own event loop, and its calls go into the
-worker's :class:`~models.engine.ScoringEngine`: the same loaded model, queue and cross-request
-batching as HTTP, the same input rules (:mod:`models.inputs`) and the same error table
-(:data:`models.errors.ERROR_TABLE`). The engine answers with ``concurrent.futures`` futures, which
+worker's :class:`~serving.engine.ScoringEngine`: the same loaded model, queue and cross-request
+batching as HTTP, the same input rules (:mod:`serving.inputs`) and the same error table
+(:data:`serving.errors.ERROR_TABLE`). The engine answers with ``concurrent.futures`` futures, which
 any event loop can await, so the two protocols share nothing else.
 
 Lifecycle (see ``service.py``): the server binds at the start of the worker's ``__init__``, before
@@ -47,11 +47,11 @@ from opentelemetry.trace import SpanKind
 
 from ko_sts.v1 import similarity_pb2 as pb
 from ko_sts.v1 import similarity_pb2_grpc as pb_grpc
-from models.engine import ScoringEngine
-from models.errors import CALLER_ERRORS, Malformed, ScoringError, Unavailable
-from models.inputs import InputRules, check_pairs, check_rank, rank_order
 from models.scoring import SIMILAR_THRESHOLD
 from serving.auth import ApiKey
+from serving.engine import ScoringEngine
+from serving.errors import CALLER_ERRORS, Malformed, ServiceError, Unavailable
+from serving.inputs import InputRules, check_pairs, check_rank, rank_order
 from serving.schemas import ModelInfo
 
 logger = logging.getLogger("bentoml.ko_sts.grpc")
@@ -204,14 +204,14 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
                     response = await answer(model)
                     context.set_trailing_metadata((request_id,))
                     return response
-                except ScoringError as error:
+                except ServiceError as error:
                     failure = error
                 except asyncio.CancelledError:  # the caller went away or its deadline passed: the engine drops it
                     code = "CANCELLED"
                     raise
                 except Exception:
                     logger.exception("gRPC %s failed", method)
-                    failure = ScoringError("internal error; the service's log has the details")
+                    failure = ServiceError("internal error; the service's log has the details")
                 code = failure.status.grpc
                 trailing = [request_id, (ERROR_METADATA, failure.kind.value)]
                 if failure.retry_after_s is not None:

@@ -18,7 +18,7 @@ The shape check is BentoML's own (``input_spec.model_validate_json``, the call B
 a body that passes it also passes BentoML's, which therefore never answers its own 400 (a list in
 ``detail``, and a traceback with the request's text in the log). Each refusal is one log line,
 without the request's text. Content rules (blank text, limits) are checked later by the service,
-with :mod:`models.inputs`, as for gRPC.
+with :mod:`serving.inputs`, as for gRPC.
 
 ``GET /docs.json`` answers BentoML's spec with the error answers this service really gives
 (:class:`~serving.schemas.ErrorBody` for 400, 401, 413, 415, 422, 429, 500, 503 and 504) and the
@@ -41,9 +41,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.errors import InvalidInput, Malformed, ScoringError, TooLarge, UnsupportedMediaType
-from models.inputs import InputRules
 from serving.auth import ApiKey
+from serving.errors import InvalidInput, Malformed, ServiceError, TooLarge, UnsupportedMediaType
+from serving.inputs import InputRules
 from serving.schemas import ErrorBody
 
 logger = logging.getLogger("bentoml.ko_sts.http")
@@ -73,7 +73,7 @@ def request_id() -> str:
     return format(span, "016x") if span else secrets.token_hex(8)
 
 
-def error_response(error: ScoringError) -> JSONResponse:
+def error_response(error: ServiceError) -> JSONResponse:
     """The JSON answer to ``error``: its table's status, ``{"error": kind, "detail": message}``, Retry-After."""
     headers = {}
     if error.retry_after_s is not None:
@@ -124,7 +124,7 @@ class RequestGuard:
             return
         try:
             body = await self._checked_body(model, Headers(scope=scope), receive)
-        except ScoringError as error:
+        except ServiceError as error:
             logger.info("refused %s: %d %s: %s", path, error.status.http, error.kind.value, error.log_message)
             await error_response(error)(scope, receive, send)
             return
@@ -211,7 +211,7 @@ def _check_shape(model: type[BaseModel], body: bytes) -> None:
 
 
 def _field(location: tuple[int | str, ...], unknown: bool = False) -> str:
-    """A pydantic error location as the field names of :mod:`models.inputs`, e.g. ``pairs[0].sentence1``.
+    """A pydantic error location as the field names of :mod:`serving.inputs`, e.g. ``pairs[0].sentence1``.
 
     ``unknown``: the last part is a field name the caller made up, written ``<unknown field>`` (for logs).
     """

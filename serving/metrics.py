@@ -12,7 +12,7 @@ TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 
 class PrometheusObserver:
-    """Records :class:`models.engine.ScoringEngine` timings as Prometheus histograms."""
+    """Records :class:`serving.engine.ScoringEngine` timings as Prometheus histograms."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram

@@ -1,10 +1,10 @@
 """Request and response models of the HTTP API (the OpenAPI spec is generated from them).
 
 Pydantic checks only the shape of a request (types, required and unknown fields); the content
-rules (non-blank text, request and sentence limits) are checked by :mod:`models.inputs`, the same
+rules (non-blank text, request and sentence limits) are checked by :mod:`serving.inputs`, the same
 code the gRPC server calls, so that both protocols refuse the same way. The request models still
 *declare* those rules in their JSON schema (``minLength``, ``maxItems``, ...), built from the
-service's :class:`~models.inputs.InputRules`, so that the OpenAPI spec says what is enforced.
+service's :class:`~serving.inputs.InputRules`, so that the OpenAPI spec says what is enforced.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from models.errors import ErrorKind
-from models.inputs import InputRules
 from models.scoring import SIMILAR_THRESHOLD
+from serving.errors import ErrorKind
+from serving.inputs import InputRules
 
 SIMILAR = f"score >= {SIMILAR_THRESHOLD:g} (KLUE-STS's binary label)"
 TRUNCATED = "the pair was longer than the model's token budget and was cut (longest sentence first)"
-# "holds a character that str.strip keeps" (models.inputs' rule), as a JSON Schema pattern. Not r"\S":
+# "holds a character that str.strip keeps" (serving.inputs' rule), as a JSON Schema pattern. Not r"\S":
 # JSON Schema patterns are ECMA-262, whose \s lacks U+001C-U+001F and U+0085 and has U+FEFF, so
 # "\x1e" would match r"\S" yet be refused as blank. These are exactly the characters of str.isspace.
 NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"

@@ -8,11 +8,11 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.backends import Backend, Device, TorchDtype, load_runtime
-from models.engine import EngineSettings
-from models.inputs import InputRules
 from models.scorer import BatchLimits, Scorer
 from serving.auth import ApiKey
+from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
+from serving.inputs import InputRules
 
 # Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         return Scorer.for_package(model_dir, runtime, self.batch_limits(runtime.device), self.symmetric)
 
     def engine(self, device: str | None = None) -> EngineSettings:
-        """The queueing settings of :class:`models.engine.ScoringEngine` for a scorer on ``device``.
+        """The queueing settings of :class:`serving.engine.ScoringEngine` for a scorer on ``device``.
 
         ``device`` (``cpu``, ``cuda:0``) picks the default queue bound and round size (:data:`DEFAULT_QUEUED_PAIRS`,
         :data:`DEFAULT_ROUND_PASSES`); None (not known) takes CUDA's.

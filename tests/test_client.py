@@ -15,10 +15,10 @@ import pytest
 
 from ko_sts import GrpcClient, HttpClient, KoStsError, PairScore, RankedCandidate, Retry
 from ko_sts.client import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
-from models.engine import Scored
-from models.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
-from models.inputs import InputRules
+from serving.engine import Scored
+from serving.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
 from serving.grpc_server import ServedModel
+from serving.inputs import InputRules
 from tests.test_grpc import INFO, local_server
 
 PAIRS = [("오늘 날씨 좋다", "날씨가 맑네요"), ("환불은 언제 되나요?", "배송은 얼마나 걸려요?")]

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from models.engine import EngineSettings, ScoringEngine
-from models.errors import DeadlineExceeded, Overloaded, QueueTimeout, Unavailable
+from serving.engine import EngineSettings, ScoringEngine
+from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, Unavailable
 from tests.conftest import KLUE_DEV
 from tests.engine_doubles import Rounds, behind_gate, wait_for
 from training.data import read_pairs

@@ -28,19 +28,19 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from ko_sts import GrpcClient, HttpClient
 from ko_sts.v1 import similarity_pb2 as pb
 from ko_sts.v1 import similarity_pb2_grpc as pb_grpc
-from models.engine import EngineSettings, Scored, ScoringEngine
-from models.errors import (
+from serving.engine import EngineSettings, Scored, ScoringEngine
+from serving.errors import (
     ERROR_TABLE,
     DeadlineExceeded,
     InvalidInput,
     Overloaded,
     QueueTimeout,
-    ScoringError,
+    ServiceError,
     TooLarge,
     Unavailable,
 )
-from models.inputs import InputRules
 from serving.grpc_server import GrpcOptions, GrpcServer, ServedModel
+from serving.inputs import InputRules
 from serving.schemas import ModelInfo
 from tests.conftest import KLUE_DEV, REPO
 from tests.engine_doubles import Rounds, behind_gate, wait_for
@@ -178,8 +178,8 @@ def test_every_failure_gets_its_error_table_code_and_metadata(error):
                 call(request, timeout=10)
             expected = (
                 error
-                if isinstance(error, ScoringError)
-                else ScoringError("internal error; the service's log has the details")
+                if isinstance(error, ServiceError)
+                else ServiceError("internal error; the service's log has the details")
             )
             status = ERROR_TABLE[expected.kind]
             assert failed.value.code().name == status.grpc

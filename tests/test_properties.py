@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.errors import InvalidInput, TooLarge
-from models.inputs import InputRules, check_pairs, check_sentence
 from models.pairs import PairTokenizer
+from serving.errors import InvalidInput, TooLarge
+from serving.inputs import InputRules, check_pairs, check_sentence
 from training.data import DataValidationError, read_pairs
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -60,7 +60,7 @@ CALLER_ERRORS = frozenset(
 """Kinds caused by the request itself: each refusal is logged as one line (never with the request's text)."""
 
 
-class ScoringError(Exception):
+class ServiceError(Exception):
     """A failure with a kind, a message that says what to do, and optionally when to retry."""
 
     kind: ErrorKind = ErrorKind.INTERNAL
@@ -77,55 +77,55 @@ class ScoringError(Exception):
         return ERROR_TABLE[self.kind]
 
 
-class Malformed(ScoringError):
+class Malformed(ServiceError):
     """The body cannot be read: not UTF-8, not JSON, or nested too deeply."""
 
     kind = ErrorKind.MALFORMED
 
 
-class UnsupportedMediaType(ScoringError):
+class UnsupportedMediaType(ServiceError):
     """The body is not sent as JSON (``Content-Type``)."""
 
     kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
 
 
-class InvalidInput(ScoringError):
+class InvalidInput(ServiceError):
     """The request breaks an input rule; the message names the field and the rule."""
 
     kind = ErrorKind.INVALID_INPUT
 
 
-class TooLarge(ScoringError):
+class TooLarge(ServiceError):
     """The request holds more than the service accepts at once."""
 
     kind = ErrorKind.TOO_LARGE
 
 
-class Overloaded(ScoringError):
+class Overloaded(ServiceError):
     """The queue is full: the service refuses new work instead of queueing without bound."""
 
     kind = ErrorKind.OVERLOADED
 
 
-class QueueTimeout(ScoringError):
+class QueueTimeout(ServiceError):
     """The request waited in the queue longer than the service's refusal deadline."""
 
     kind = ErrorKind.QUEUE_TIMEOUT
 
 
-class DeadlineExceeded(ScoringError):
+class DeadlineExceeded(ServiceError):
     """The caller's own deadline passed before the work started; the work was dropped."""
 
     kind = ErrorKind.DEADLINE_EXCEEDED
 
 
-class Unauthenticated(ScoringError):
+class Unauthenticated(ServiceError):
     """The service requires an API key and the request had none, or a wrong one."""
 
     kind = ErrorKind.UNAUTHENTICATED
 
 
-class Unavailable(ScoringError):
+class Unavailable(ServiceError):
     """The service cannot score now (starting, stopping)."""
 
     kind = ErrorKind.UNAVAILABLE

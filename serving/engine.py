@@ -9,10 +9,10 @@ previous round runs (continuous batching, as text-embeddings-inference does). An
 ``batch_wait_ms`` trades latency for fuller batches.
 
 Bounds: at most ``max_queued_pairs`` pairs wait (more is refused at once with
-:class:`~models.errors.Overloaded`; a request larger than the bound is taken only into an empty
+:class:`~serving.errors.Overloaded`; a request larger than the bound is taken only into an empty
 queue); a request that waited ``queue_timeout_ms`` without starting is refused with
-:class:`~models.errors.QueueTimeout` at that moment, even while a round runs; a caller's own
-deadline drops its work with :class:`~models.errors.DeadlineExceeded`; work whose caller has
+:class:`~serving.errors.QueueTimeout` at that moment, even while a round runs; a caller's own
+deadline drops its work with :class:`~serving.errors.DeadlineExceeded`; work whose caller has
 gone (a cancelled future) is skipped. HTTP and gRPC both call :meth:`ScoringEngine.score`.
 """
 
@@ -30,9 +30,9 @@ from typing import Protocol
 
 import numpy as np
 
-from models.errors import DeadlineExceeded, Overloaded, QueueTimeout, ScoringError, Unavailable
 from models.pairs import EncodedPair
 from models.scorer import Pair, Scorer
+from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class _Job:
     future: Future
     enqueued: float
     deadline: float
-    refusal: type[ScoringError]
+    refusal: type[ServiceError]
     tokenize_s: float
     tokens: int = field(init=False)
 

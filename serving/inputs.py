@@ -2,7 +2,7 @@
 
 HTTP and gRPC parse their own wire formats into plain strings, then call these checks, so a
 bad request gets the same message (naming the field and the rule) and the same error kind,
-mapped to status codes by :data:`models.errors.ERROR_TABLE`.
+mapped to status codes by :data:`serving.errors.ERROR_TABLE`.
 
 Over-long sentences: a sentence over ``max_sentence_chars`` characters is refused; within that
 limit, a pair longer than the model's token budget is truncated (longest sentence first) and
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.errors import InvalidInput, TooLarge
 from models.scorer import Pair
+from serving.errors import InvalidInput, TooLarge
 
 
 @dataclass(frozen=True)
