@@ -2,104 +2,170 @@
 
     bentoml serve            # from the repository root; settings from KO_STS_* variables
 
-The service wires settings, the model from the store and the API; the model and its scoring live
-in ``models/``, batching, input rules and errors in ``serving/`` (see ``serving/engine.py``). In front of BentoML's routes,
-``serving/http.py`` adds request ids and checks the API key and the body; before any worker
-starts, the stored model's files are verified, and each worker checks its scores against the
-ones recorded at export (``serving/startup.py``).
+``KoSTS`` is the front: HTTP (BentoML) and gRPC, input rules, tokenising and answers, in as many
+worker processes as the host's cores warrant. On a GPU the model lives in a composed service of
+its own, ``ScoringModel``: one process per GPU that loads the model, batches the rows of every
+front and does nothing but GPU work; fronts send it token arrays over a Unix socket
+(``serving/link.py``). On a CPU the engine runs inside the front worker (``KO_STS_MODEL_PROCESS``
+decides). The model and its scoring live in ``models/``; batching, input rules and errors in
+``serving/`` (see ``serving/engine.py``). In front of BentoML's routes, ``serving/http.py`` adds
+request ids and checks the API key and the body; before any worker starts, the stored model's
+files are verified, and the process that runs the model checks its scores against the ones
+recorded at export (``serving/startup.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import bentoml
 from starlette.responses import JSONResponse
 
 from models.package import base_model_name, metrics_by_runtime, read_metadata
+from models.scorer import PairCodec
 from models.scoring import SIMILAR_THRESHOLD
 from serving.engine import ScoringEngine
 from serving.errors import CALLER_ERRORS, ServiceError
+from serving.frontend import Frontend
 from serving.grpc_server import ServedModel, start_grpc
 from serving.http import RequestGuard, error_response
 from serving.inputs import check_pairs, check_rank, rank_order
-from serving.metrics import PrometheusObserver
+from serving.link import Links, LinkServer, runner_uri, socket_path
+from serving.metrics import TokenizerMetrics
 from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair, request_models
 from serving.settings import Settings
-from serving.startup import check_parity, check_stored_model
+from serving.startup import check_parity, check_stored_model, start_engine
 
 logger = logging.getLogger("bentoml.ko_sts")
 
 MODEL_HEADER = "X-Ko-Sts-Model"
-WARM_UP_PAIRS = [
-    ("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요."),
-    ("오늘 날씨 어때?", "환불은 언제 되나요?"),
-]
+LINK_GRACE_S = 120.0  # a front stays alive this long without its model process (restarting) before liveness fails
 
 settings = Settings()
 REQUESTS = request_models(settings.input_rules())
 MODEL = bentoml.models.BentoModel(settings.model_tag)
 
 
-@bentoml.service(traffic={"timeout": 60}, workers=settings.workers)
+@bentoml.service(traffic={"timeout": 60}, workers=settings.gpu_workers)
+class ScoringModel:
+    """Owns the GPU: loads the model, batches the rows every front sends and runs the forward passes."""
+
+    model = MODEL
+
+    def __init__(self) -> None:
+        self.engine = start_engine(settings, self.model.path, str(self.model.tag))
+        uri = runner_uri(ScoringModel.name)
+        index = bentoml.server_context.worker_index or 1
+        self.link = LinkServer(self.engine, socket_path(uri, index), self.status) if uri else None
+
+    def __is_alive__(self) -> bool:
+        return self.engine.alive and (self.link is None or self.link.alive)
+
+    @bentoml.api
+    def status(self) -> dict:
+        """The engine's state: device, liveness, measured throughput and queue."""
+        return {
+            "alive": self.engine.alive,
+            "device": self.engine.scorer.device,
+            "runtime": self.engine.scorer.runtime.description,
+            "tokens_per_s": round(self.engine.tokens_per_s),
+            "queued_pairs": self.engine.queued_pairs,
+        }
+
+    @bentoml.on_shutdown
+    async def close(self) -> None:
+        if self.link:
+            self.link.close()
+        await asyncio.to_thread(self.engine.close)
+
+
+@bentoml.service(traffic={"timeout": 60}, workers=settings.front_workers)
 class KoSTS:
     """Scores Korean sentence pairs with a fine-tuned cross-encoder from the model store."""
 
     model = MODEL
+    if settings.separate_model_process:
+        scoring_model = bentoml.depends(ScoringModel)
 
     @bentoml.on_deployment
     def check_model() -> None:
         """In ``bentoml serve``'s main process, before any worker: refuse a damaged or mismatched model.
 
         The parity guard runs here on the CPU, so that a model that does not score as exported stops
-        ``bentoml serve`` (exit 1) instead of failing each worker's start in turn; a worker on another
-        device (a GPU) checks again there.
+        ``bentoml serve`` (exit 1) instead of failing each worker's start in turn; a process serving on
+        a GPU checks again there.
         """
         stored = MODEL.resolve()
         check_stored_model(stored.path, str(stored.tag))
         check_parity(settings.scorer(stored.path, device="cpu"), stored.path, str(stored.tag))
 
     def __init__(self) -> None:
-        # gRPC (KO_STS_GRPC_PORT, 50051) starts now and answers NOT_SERVING until the model is warm
+        # gRPC (KO_STS_GRPC_PORT, 50051) starts now and answers NOT_SERVING until the model is ready
         self.grpc = start_grpc(settings.grpc())
         path = self.model.path
         self.tag = str(self.model.tag)
-        scorer = settings.scorer(path)
-        if scorer.device != "cpu":  # on the CPU, check_model has just scored the same runtime
-            check_parity(scorer, path, self.tag)
-        self.engine = ScoringEngine(scorer, settings.engine(scorer.device), PrometheusObserver())
-        self.rules = settings.input_rules()
         self.metadata = read_metadata(path)
+        owned = True
+        if not settings.separate_model_process:
+            self.engine: ScoringEngine | None = start_engine(settings, path, self.tag)
+            rows, device = self.engine, self.engine.scorer.device
+        elif isinstance(self.scoring_model, ScoringModel):  # not under `bentoml serve`: the model in this process
+            self.engine, owned = self.scoring_model.engine, False
+            rows, device = self.engine, self.engine.scorer.device
+        else:
+            self.engine = None
+            rows = Links([socket_path(runner_uri(ScoringModel.name), i + 1) for i in range(settings.gpu_workers)])
+            device = "not known yet (the model process is starting)"
+        self.rules = settings.input_rules()
+        codec = PairCodec.for_package(path, settings.symmetric)
+        self.frontend = Frontend(codec, rows, settings.tokenizer_threads, TokenizerMetrics(), owns_rows=owned)
         self.info = ModelInfo(
             tag=self.tag,
             backend=settings.backend,
-            device=scorer.device,
+            device=device,
             base_model=base_model_name(self.metadata),
             metrics=metrics_by_runtime(self.metadata),
         )
-        self.engine.score_blocking(WARM_UP_PAIRS)  # ready only once a first batch has been scored
         if self.grpc:
-            self.grpc.serve(ServedModel(self.engine, self.rules, self.info))
+            self.grpc.serve(ServedModel(self.frontend, self.rules, self.info))
         logger.info(
-            "serving %s (%s; dev %s) with %s, %s",
-            self.tag,
-            self.info.base_model,
-            _dev_metrics(self.info.metrics),
-            scorer.runtime.description,
-            scorer.limits,
+            "serving %s (%s; dev %s) with %s", self.tag, self.info.base_model, _dev_metrics(self.info.metrics), rows
         )
+
+    async def __is_ready__(self) -> bool:
+        """Ready once the model answers: in this process at once, else when the link reaches the model process."""
+        if self.engine is not None:
+            return True
+        status = await self.frontend.rows.ping()
+        if status is not None:
+            self.info.device = status["device"]
+        return bool(status and status["alive"])
+
+    async def __is_alive__(self) -> bool:
+        """Dead when the engine's worker or device failed, or the model process stayed unreachable or dead."""
+        if self.engine is not None:
+            return self.engine.alive
+        links = self.frontend.rows
+        if not links.running:
+            return False
+        status = await links.ping()
+        if status is not None:
+            return bool(status["alive"])
+        return time.monotonic() - links.disconnected_since < LINK_GRACE_S
 
     @bentoml.on_shutdown
     async def close(self) -> None:
         if self.grpc:  # draining since SIGTERM, like HTTP; the engine serves both until both are done
             await self.grpc.stop()
-        self.engine.close()
+        await self.frontend.close()
 
     @bentoml.api(input_spec=REQUESTS.score)
     async def score(self, pairs: list[SentencePair], ctx: bentoml.Context) -> list[PairScore]:
         """One score per pair, in request order."""
         try:
-            result = await self.engine.score(check_pairs([(p.sentence1, p.sentence2) for p in pairs], self.rules))
+            result = await self.frontend.score(check_pairs([(p.sentence1, p.sentence2) for p in pairs], self.rules))
         except Exception as error:
             return self._error(error, ctx)
         ctx.response.headers[MODEL_HEADER] = self.tag
@@ -114,7 +180,7 @@ class KoSTS:
     ) -> list[RankedCandidate]:
         """Candidates by descending similarity to the query (ties by index), at most ``top_k``."""
         try:
-            result = await self.engine.score(check_rank(query, candidates, top_k, self.rules))
+            result = await self.frontend.score(check_rank(query, candidates, top_k, self.rules))
         except Exception as error:
             return self._error(error, ctx)
         ctx.response.headers[MODEL_HEADER] = self.tag

@@ -12,16 +12,19 @@ backend is chosen.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from models.package import has_torch_weights
+from models.pairs import EncodedRows
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +38,13 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 Pending = Callable[[], np.ndarray]
 """What :meth:`Runtime.launch` returns: call it to wait for the logits, shape (n,)."""
+Failure = Literal["transient", "fatal", "error"]
+"""How a failed pass leaves its runtime: ``transient``, the next pass may work (out of memory); ``fatal``, the
+device is unusable until the process restarts (a CUDA error poisons its context); ``error``, anything else."""
 
 
 class Runtime(ABC):
-    """Runs a cross-encoder on padded int64 batches and returns one raw logit per row."""
+    """Runs a cross-encoder on tokenised rows and returns one raw logit per row."""
 
     backend: Backend
     device: str
@@ -46,12 +52,19 @@ class Runtime(ABC):
     description: str
 
     @abstractmethod
-    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
-        """Starts a forward pass; the returned callable waits for it (GPU passes overlap CPU work)."""
+    def launch(self, rows: EncodedRows, width: int, pad_id: int) -> Pending:
+        """Starts a forward pass over ``rows`` padded to at least ``width`` tokens; the returned callable waits for it.
 
-    def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        A GPU runtime returns before the pass has run, so the caller can assemble the next one meanwhile.
+        """
+
+    def forward(self, rows: EncodedRows, width: int, pad_id: int) -> np.ndarray:
         """Runs a forward pass to completion."""
-        return self.launch(batch)()
+        return self.launch(rows, width, pad_id)()
+
+    def failure(self, error: BaseException) -> Failure:
+        """What a pass's exception means for the next pass (see :data:`Failure`)."""
+        return "transient" if isinstance(error, MemoryError) else "error"
 
 
 class OnnxRuntime(Runtime):
@@ -76,7 +89,7 @@ class OnnxRuntime(Runtime):
         if device == "cuda" and "CUDAExecutionProvider" not in available:
             raise RuntimeError(
                 "device 'cuda' was requested but ONNX Runtime has no CUDAExecutionProvider; "
-                "install onnxruntime-gpu (requirements/serve-gpu.txt) or use KO_STS_BACKEND=torch"
+                "install onnxruntime-gpu (requirements/onnxruntime-gpu.txt) or use KO_STS_BACKEND=torch"
             )
         self.path = _pick_onnx_file(Path(model_dir), device, onnx_file)
         options = ort.SessionOptions()
@@ -91,10 +104,30 @@ class OnnxRuntime(Runtime):
             raise ValueError(f"{self.path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
         self.device = device
         self.description = f"onnxruntime {ort.__version__} {self.path.name} on {device}"
+        self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
 
-    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
+    def launch(self, rows: EncodedRows, width: int, pad_id: int) -> Pending:
+        batch = rows.pad(width, pad_id, out=self._buffers.take(len(rows) * width))
         logits = self.session.run(None, {name: batch[name] for name in self.input_names})[0].reshape(-1)
         return lambda: logits
+
+
+class HostBuffers:
+    """Flat int64 arrays for padded inputs, reused from pass to pass and grown when a pass needs more.
+
+    Args:
+        allocate: ``allocate(size)`` returns a flat int64 array (numpy, or pinned memory seen as numpy).
+    """
+
+    def __init__(self, allocate: Callable[[int], np.ndarray]):
+        self._allocate = allocate
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, size: int) -> dict[str, np.ndarray]:
+        """Arrays of at least ``size`` elements for each model input."""
+        if not self._arrays or len(self._arrays[MODEL_INPUTS[0]]) < size:
+            self._arrays = {name: self._allocate(max(size, 1)) for name in MODEL_INPUTS}
+        return self._arrays
 
 
 def _pick_onnx_file(model_dir: Path, device: str, onnx_file: str | None) -> Path:
@@ -117,8 +150,12 @@ def _pick_onnx_file(model_dir: Path, device: str, onnx_file: str | None) -> Path
 class TorchRuntime(Runtime):
     """PyTorch: CUDA in float16 (or bfloat16) with SDPA attention, else CPU in float32.
 
-    On CUDA each pass copies its batch from pinned memory without blocking and returns before
-    the GPU finishes, so the caller can assemble the next batch meanwhile.
+    Attention masks are built without looking at their values (:data:`STATIC_SDPA`), so a pass
+    never waits for the GPU: on CUDA each pass pads its rows into pinned host memory, copies them
+    without blocking and returns before the GPU finishes, while the caller assembles the next.
+    Passes whose shape fits one of the CUDA graphs captured by :meth:`capture_graphs` replay it
+    (one launch instead of hundreds); larger passes run eagerly, where the GPU's time dwarfs the
+    launches.
     """
 
     backend = "torch"
@@ -143,34 +180,186 @@ class TorchRuntime(Runtime):
             dtype = "float16" if device == "cuda" else "float32"
         self._torch = torch
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, dtype=getattr(torch, dtype), attn_implementation="sdpa"
+            model_dir, dtype=getattr(torch, dtype), attn_implementation=register_static_sdpa()
         )
         self.model.to(device).eval()
         self.input_names = accepted_inputs(self.model.forward)
         self.device = str(self.model.device)
         self.description = f"torch {torch.__version__} {dtype} on {self.device}"
+        self.graphs: dict[tuple[int, int], CapturedPass] = {}
+        self._cuda = self.model.device.type == "cuda"
+        self._slots = [_PinnedSlot(torch) for _ in range(PINNED_SLOTS)] if self._cuda else []
+        self._next_slot = 0
+        self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
 
-    def launch(self, batch: dict[str, np.ndarray]) -> Pending:
+    def launch(self, rows: EncodedRows, width: int, pad_id: int) -> Pending:
         torch = self._torch
-        cuda = self.model.device.type == "cuda"
-        inputs = {}
-        for name in self.input_names:
-            tensor = torch.from_numpy(batch[name])
-            inputs[name] = tensor.pin_memory().to(self.model.device, non_blocking=True) if cuda else tensor
+        if not self._cuda:
+            batch = rows.pad(width, pad_id, out=self._buffers.take(len(rows) * width))
+            with torch.inference_mode():
+                result = self.model(**{name: torch.from_numpy(batch[name]) for name in self.input_names})
+            logits = result.logits.float().reshape(-1).numpy().copy()
+            return lambda: logits
+        graph = self._graph_for(len(rows), width)
+        shape = graph.shape if graph is not None else (len(rows), width)
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        host = slot.fill(rows, shape, pad_id)
         with torch.inference_mode():
-            logits = self.model(**inputs).logits.float().reshape(-1)
-        if not cuda:
-            result = logits.numpy()
-            return lambda: result
-        host = logits.to("cpu", non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+            if graph is not None:
+                for name in self.input_names:
+                    graph.inputs[name].copy_(host[name], non_blocking=True)
+                slot.copied.record()
+                graph.graph.replay()
+                logits = graph.logits
+            else:
+                inputs = {name: host[name].to(self.model.device, non_blocking=True) for name in self.input_names}
+                slot.copied.record()
+                logits = self.model(**inputs).logits.float().reshape(-1)
+            return slot.fetch(logits, len(rows))
+
+    def failure(self, error: BaseException) -> Failure:
+        torch = self._torch
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+            return "transient"
+        if self._cuda and ("CUDA error" in str(error) or isinstance(error, getattr(torch, "AcceleratorError", ()))):
+            return "fatal"
+        return super().failure(error)
+
+    def capture_graphs(self, shapes: Iterable[tuple[int, int]], pad_id: int) -> None:
+        """Captures a CUDA graph of the forward pass for each (rows, width); later passes that fit one replay it.
+
+        All graphs share one memory pool (only one runs at a time), so they cost about the largest one's
+        activations. A pass of ``r`` rows of at most ``w`` tokens replays the smallest graph with at least
+        ``r`` rows and ``w`` tokens, its extra rows and columns padding.
+        """
+        if not self._cuda:
+            return
+        torch = self._torch
+        pool = torch.cuda.graph_pool_handle()
+        for rows, width in sorted(set(shapes), key=lambda shape: -shape[0] * shape[1]):
+            inputs = {
+                "input_ids": torch.full((rows, width), pad_id, dtype=torch.int64, device=self.model.device),
+                "attention_mask": torch.ones((rows, width), dtype=torch.int64, device=self.model.device),
+                "token_type_ids": torch.zeros((rows, width), dtype=torch.int64, device=self.model.device),
+            }
+            inputs = {name: inputs[name] for name in self.input_names}
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(2):  # kernels choose their algorithms outside the capture
+                    self.model(**inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph, pool=pool):
+                logits = self.model(**inputs).logits.float().reshape(-1)
+            self.graphs[(rows, width)] = CapturedPass(graph, inputs, logits)
+        torch.cuda.synchronize()
+        self._graph_rows = sorted({rows for rows, _ in self.graphs})
+        self._graph_widths = sorted({width for _, width in self.graphs})
+
+    def _graph_for(self, rows: int, width: int) -> CapturedPass | None:
+        if not self.graphs:
+            return None
+        r = bisect.bisect_left(self._graph_rows, rows)
+        w = bisect.bisect_left(self._graph_widths, width)
+        if r == len(self._graph_rows) or w == len(self._graph_widths):
+            return None
+        return self.graphs.get((self._graph_rows[r], self._graph_widths[w]))
+
+
+GRAPH_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+GRAPH_WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def cuda_graph_shapes(max_width: int, max_rows: int, max_tokens: int) -> list[tuple[int, int]]:
+    """(rows, width) shapes worth a CUDA graph: a pass pads to at most 1.5x its rows and its width.
+
+    Widths reach the first that holds ``max_width`` (the longest padded row); rows stop at ``max_rows``;
+    rows x width stays within ``max_tokens`` (larger passes keep the GPU busy enough to run eagerly).
+    """
+    widths = [w for w in GRAPH_WIDTHS if w < max_width] + [next((w for w in GRAPH_WIDTHS if w >= max_width), max_width)]
+    return [(r, w) for r in GRAPH_ROWS if r <= max_rows for w in widths if r * w <= max_tokens]
+
+
+@dataclass
+class CapturedPass:
+    """A CUDA graph of one forward pass: its static inputs (filled before each replay) and its logits."""
+
+    graph: Any
+    inputs: dict[str, Any]
+    logits: Any
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.inputs["input_ids"].shape)
+
+
+PINNED_SLOTS = 3  # host buffers in rotation: more than the passes a caller keeps in flight (2)
+
+
+class _PinnedSlot:
+    """Pinned host memory for one pass: its padded inputs on the way in, its logits on the way out."""
+
+    def __init__(self, torch: Any):
+        self._torch = torch
+        self._buffers = HostBuffers(lambda size: torch.empty(size, dtype=torch.int64, pin_memory=True).numpy())
+        self._logits = torch.empty(0, dtype=torch.float32, pin_memory=True)
+        self.copied = torch.cuda.Event()
+        self.done = torch.cuda.Event()
+
+    def fill(self, rows: EncodedRows, shape: tuple[int, int], pad_id: int) -> dict[str, Any]:
+        """Pads ``rows`` into the slot as tensors of ``shape``; rows beyond ``len(rows)`` are padding rows."""
+        self.copied.synchronize()  # the copies of this slot's previous pass have left it
+        total, width = shape
+        arrays = self._buffers.take(total * width)
+        rows.pad(width, pad_id, out=arrays)
+        filler = slice(len(rows) * width, total * width)
+        arrays["input_ids"][filler] = pad_id
+        arrays["attention_mask"][filler] = 0
+        arrays["attention_mask"][filler][::width] = 1  # a padding row attends to one token, never to none (NaN)
+        arrays["token_type_ids"][filler] = 0
+        tensor = self._torch.from_numpy
+        return {name: tensor(array[: total * width]).view(total, width) for name, array in arrays.items()}
+
+    def fetch(self, logits: Any, rows: int) -> Pending:
+        """Copies the first ``rows`` logits to the host without blocking; the returned callable waits for them."""
+        self.done.synchronize()  # the slot's previous logits have been read
+        if len(self._logits) < rows:
+            self._logits = self._torch.empty(max(rows, 1), dtype=self._torch.float32, pin_memory=True)
+        host = self._logits[:rows]
+        host.copy_(logits[:rows], non_blocking=True)
+        self.done.record()
+        done = self.done
 
         def wait() -> np.ndarray:
             done.synchronize()
-            return host.numpy()
+            return host.numpy().copy()
 
         return wait
+
+
+STATIC_SDPA = "ko_sts_sdpa"
+
+
+def register_static_sdpa() -> str:
+    """Registers :data:`STATIC_SDPA` with transformers and returns its name.
+
+    It is PyTorch's SDPA attention with transformers' own SDPA mask, except that the mask is always
+    built: transformers' ``sdpa`` first checks whether a batch has any padding (``mask.all()``),
+    which waits for the GPU to finish every earlier pass and cannot be captured in a CUDA graph.
+    """
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def static_sdpa_mask(*args: Any, **kwargs: Any) -> Any:
+        return sdpa_mask(*args, **{**kwargs, "allow_is_bidirectional_skip": False})
+
+    AttentionInterface.register(STATIC_SDPA, sdpa_attention_forward)
+    AttentionMaskInterface.register(STATIC_SDPA, static_sdpa_mask)
+    return STATIC_SDPA
 
 
 def accepted_inputs(forward: Callable) -> tuple[str, ...]:

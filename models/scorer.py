@@ -1,28 +1,31 @@
 """One ``score(pairs)`` over any runtime: tokenise, cut forward passes by a token budget, map to scores.
 
-Pairs are tokenised in one ``encode_batch`` call, sorted by token length and cut into forward
-passes whose padded size (rows x longest row) stays within ``max_batch_tokens``, the way
-text-embeddings-inference fills batches by ``max_batch_tokens``. A symmetric model's two
-sentence orders are rows of the same passes. The serving engine (:mod:`serving.engine`) calls
-the same pieces on the pairs of many requests at once.
+Pairs are tokenised in one ``encode_batch_fast`` call into flat :class:`~models.pairs.EncodedRows`,
+sorted by token length and cut into forward passes whose padded size (rows x padded length)
+stays within ``max_batch_tokens``, the way text-embeddings-inference fills batches by
+``max_batch_tokens``. A symmetric model's two sentence orders are rows of the same passes.
+:class:`PairCodec` is the part without a network (pairs -> rows, logits -> scores): the serving
+front processes use it alone, and :class:`Scorer` adds a runtime. The serving engine
+(:mod:`serving.engine`) launches passes with :meth:`Scorer.launch_passes` too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from models.backends import Backend, Device, Pending, Runtime, TorchDtype, load_runtime
-from models.pairs import EncodedPair, PairTokenizer
+from models.pairs import EncodedRows, PairTokenizer
 from models.scoring import ScoreSettings
 
 logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
+PASSES_IN_FLIGHT = 2  # launched and not yet collected: the GPU runs one while the next is assembled
 
 
 @dataclass(frozen=True)
@@ -32,49 +35,96 @@ class BatchLimits:
     Args:
         max_batch_tokens: most padded tokens (rows x padded length) in one pass.
         max_batch_rows: most rows (tokenised sequences) in one pass.
-        length_bucket: rows are padded to a multiple of this many tokens, and only rows of the
-            same padded length share a pass. A row is then computed on the same shape whatever
-            its batch-mates, so its score cannot depend on them (float sums over padding change
-            in the last bits, which int8 activation rounding can amplify), and a GPU sees few
-            distinct shapes. 1 turns this off: a pass is padded to its longest row.
+        length_bucket: rows are padded to a multiple of this many tokens.
+        mixed_lengths: rows of different padded lengths share a pass, padded to its longest (GPU).
+            False keeps each pass to one padded length: a row is then computed on the same shape
+            whatever its batch-mates, so its score cannot depend on them (float sums over padding
+            change in the last bits, which int8 activation rounding can amplify).
     """
 
     max_batch_tokens: int = 4096
     max_batch_rows: int = 256
     length_bucket: int = 16
+    mixed_lengths: bool = False
 
     def __post_init__(self) -> None:
         if min(self.max_batch_tokens, self.max_batch_rows, self.length_bucket) < 1:
             raise ValueError("max_batch_tokens, max_batch_rows and length_bucket must be at least 1")
 
-    def padded(self, length: int) -> int:
+    def padded(self, length: int | np.ndarray) -> int | np.ndarray:
         """The length a row of ``length`` tokens is padded to."""
         return -(-length // self.length_bucket) * self.length_bucket
 
 
 def plan_passes(lengths: np.ndarray, limits: BatchLimits) -> list[np.ndarray]:
-    """Row indices of each forward pass: rows sorted by length, one padded length per pass, cut at the limits.
+    """Row indices of each forward pass: rows sorted by length and cut at the limits.
 
     A row longer than the token budget still gets a pass of its own.
     """
     order = np.argsort(lengths, kind="stable")
+    widths = limits.padded(np.asarray(lengths, dtype=np.int64)[order])
     passes: list[np.ndarray] = []
     start = 0
-    for end in range(1, len(order) + 1):
-        rows = end - start
-        width = limits.padded(int(lengths[order[end - 1]]))
-        bucketed = limits.length_bucket > 1 and rows > 1
-        new_width = bucketed and width != limits.padded(int(lengths[order[end - 2]]))
-        too_big = rows * width > limits.max_batch_tokens or rows > limits.max_batch_rows
-        if (too_big or new_width) and rows > 1:
-            passes.append(order[start : end - 1])
-            start = end - 1
-    if start < len(order):
-        passes.append(order[start:])
+    while start < len(order):
+        window = widths[start : start + limits.max_batch_rows]
+        if not limits.mixed_lengths:
+            window = window[: np.searchsorted(window, window[0], side="right")]
+        # padded tokens if the pass ended at each row: rising, since the rows are sorted by length
+        tokens = np.arange(1, len(window) + 1) * window
+        size = max(1, int(np.searchsorted(tokens, limits.max_batch_tokens, side="right")))
+        passes.append(order[start : start + size])
+        start += size
     return passes
 
 
-class Scorer:
+class PairCodec:
+    """Pairs -> tokenised rows and logits -> served scores: a model package's rules, without its network.
+
+    Args:
+        tokenizer: the package's pair tokenizer.
+        settings: the package's score settings (``config.json``).
+    """
+
+    def __init__(self, tokenizer: PairTokenizer, settings: ScoreSettings):
+        self.tokenizer = tokenizer
+        self.settings = settings
+
+    @classmethod
+    def for_package(cls, model_dir: str | Path, symmetric: bool | None = None) -> PairCodec:
+        """The codec of a model package.
+
+        Args:
+            symmetric: score both sentence orders (True) or only the given one (False); None keeps
+                the model's own setting (``config.json``).
+        """
+        settings = ScoreSettings.from_model_dir(model_dir)
+        if symmetric is not None:
+            settings = replace(settings, symmetric=symmetric)
+        return cls(PairTokenizer.from_dir(model_dir, settings.max_length), settings)
+
+    @property
+    def rows_per_pair(self) -> int:
+        """Sequences the network runs per pair: 2 for a symmetric model (both orders), else 1."""
+        return 2 if self.settings.symmetric else 1
+
+    def encode(self, pairs: Sequence[Pair]) -> EncodedRows:
+        """Tokenised rows for the pairs: each pair as given, then (symmetric models) each swapped."""
+        first = [pair[0] for pair in pairs]
+        second = [pair[1] for pair in pairs]
+        if self.settings.symmetric:
+            first, second = first + second, second + first
+        return self.tokenizer.encode(first, second)
+
+    def truncated(self, rows: EncodedRows) -> np.ndarray:
+        """Per pair of :meth:`encode`'s rows: whether either order was cut to ``max_length`` tokens."""
+        return rows.truncated.reshape(self.rows_per_pair, -1).any(axis=0)
+
+    def to_scores(self, logits: np.ndarray) -> np.ndarray:
+        """Logits of :meth:`encode`'s rows -> one served score per pair."""
+        return self.settings.scores_from_rows(logits)
+
+
+class Scorer(PairCodec):
     """Scores sentence pairs with a fine-tuned cross-encoder package.
 
     Args:
@@ -85,86 +135,53 @@ class Scorer:
     """
 
     def __init__(self, runtime: Runtime, tokenizer: PairTokenizer, settings: ScoreSettings, limits: BatchLimits):
+        super().__init__(tokenizer, settings)
         self.runtime = runtime
-        self.tokenizer = tokenizer
-        self.settings = settings
         self.limits = limits
 
     @classmethod
-    def for_package(
-        cls,
-        model_dir: str | Path,
-        runtime: Runtime,
-        limits: BatchLimits | None = None,
-        symmetric: bool | None = None,
-    ) -> Scorer:
-        """The scorer of a model package over a loaded runtime.
-
-        Args:
-            symmetric: score both sentence orders (True) or only the given one (False); None keeps
-                the model's own setting (``config.json``).
-        """
-        settings = ScoreSettings.from_model_dir(model_dir)
-        if symmetric is not None:
-            settings = replace(settings, symmetric=symmetric)
+    def over(cls, codec: PairCodec, runtime: Runtime, limits: BatchLimits | None = None) -> Scorer:
+        """A codec's scorer over a loaded runtime."""
         limits = limits or BatchLimits()
-        orders = "both orders" if settings.symmetric else "one order"
+        orders = "both orders" if codec.settings.symmetric else "one order"
         logger.info("scorer: %s, %s, %s", runtime.description, limits, orders)
-        return cls(runtime, PairTokenizer.from_dir(model_dir, settings.max_length), settings, limits)
+        return cls(runtime, codec.tokenizer, codec.settings, limits)
 
     @property
     def device(self) -> str:
         """Where the network runs, e.g. ``cpu`` or ``cuda:0``."""
         return self.runtime.device
 
-    @property
-    def rows_per_pair(self) -> int:
-        """Sequences the network runs per pair: 2 for a symmetric model (both orders), else 1."""
-        return 2 if self.settings.symmetric else 1
+    def launch_passes(self, rows: EncodedRows) -> Iterator[tuple[np.ndarray, Pending]]:
+        """Launches the forward passes over ``rows`` one by one, as the caller asks for them.
 
-    def encode(self, pairs: Sequence[Pair]) -> list[EncodedPair]:
-        """Tokenised rows for the pairs: each pair as given, then (symmetric models) each swapped."""
-        first = [pair[0] for pair in pairs]
-        second = [pair[1] for pair in pairs]
-        if self.settings.symmetric:
-            first, second = first + second, second + first
-        return self.tokenizer.encode(first, second)
-
-    def forward(self, rows: Sequence[EncodedPair]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Raw logits for tokenised rows, in order, and the row indices of each forward pass.
-
-        Each pass is launched before the previous one's logits are collected, so on a GPU the
-        next batch is padded and copied while the current one computes.
+        Yields each pass's row indices and what waits for its logits. A caller collects a pass
+        before it has more than :data:`PASSES_IN_FLIGHT` uncollected, so that a GPU runs one
+        pass while the next is padded and launched.
         """
+        for indices in plan_passes(rows.lengths, self.limits):
+            batch = rows[indices]
+            width = int(self.limits.padded(int(batch.lengths.max())))
+            yield indices, self.runtime.launch(batch, width, self.tokenizer.pad_id)
+
+    def forward(self, rows: EncodedRows) -> np.ndarray:
+        """Raw logits for tokenised rows, in order."""
         logits = np.empty(len(rows), dtype=np.float32)
-        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-        passes = plan_passes(lengths, self.limits)
-        in_flight: tuple[np.ndarray, Pending] | None = None
-        for indices in passes:
-            batch = [rows[i] for i in indices]
-            width = self.limits.padded(max(len(row) for row in batch))
-            pending = self.runtime.launch(self.tokenizer.pad(batch, width))
-            if in_flight is not None:
-                logits[in_flight[0]] = in_flight[1]()
-            in_flight = (indices, pending)
-        if in_flight is not None:
-            logits[in_flight[0]] = in_flight[1]()
-        return logits, passes
-
-    def truncated(self, rows: Sequence[EncodedPair]) -> np.ndarray:
-        """Per pair of :meth:`encode`'s rows: whether either order was cut to ``max_length`` tokens."""
-        flags = np.fromiter((row.truncated for row in rows), dtype=bool, count=len(rows))
-        return flags.reshape(self.rows_per_pair, -1).any(axis=0)
-
-    def to_scores(self, logits: np.ndarray) -> np.ndarray:
-        """Logits of :meth:`encode`'s rows -> one served score per pair."""
-        return self.settings.scores_from_rows(logits)
+        in_flight: list[tuple[np.ndarray, Pending]] = []
+        for launched in self.launch_passes(rows):
+            in_flight.append(launched)
+            if len(in_flight) == PASSES_IN_FLIGHT:
+                indices, pending = in_flight.pop(0)
+                logits[indices] = pending()
+        for indices, pending in in_flight:
+            logits[indices] = pending()
+        return logits
 
     def score(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Returns one similarity in [0, 5] per ``(sentence1, sentence2)`` pair, in order."""
         if not pairs:
             return np.empty(0, dtype=np.float64)
-        return self.to_scores(self.forward(self.encode(pairs))[0])
+        return self.to_scores(self.forward(self.encode(pairs)))
 
 
 def load_scorer(
@@ -175,7 +192,8 @@ def load_scorer(
     limits: BatchLimits | None = None,
     threads: int = 0,
     dtype: TorchDtype = "auto",
+    symmetric: bool | None = None,
 ) -> Scorer:
     """A :class:`Scorer` over a model package, on ONNX Runtime (default) or PyTorch."""
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
-    return Scorer.for_package(model_dir, runtime, limits)
+    return Scorer.over(PairCodec.for_package(model_dir, symmetric), runtime, limits)

@@ -1,40 +1,53 @@
-"""The serving engine: one bounded, deadline-aware queue in front of one scorer, shared by all protocols.
+"""The serving engine: one bounded, deadline-aware queue in front of one scorer, fed by every protocol.
 
-Requests are tokenised on a small thread pool as they arrive (``encode_batch`` runs outside the
-GIL), then queued. One worker thread owns the model: whenever it is free it takes every queued
-request, up to a round's token budget, in arrival order, sorts their rows by length, cuts them
-into forward passes by ``max_batch_tokens`` and answers each request with its own scores. There
-is no timer: a lone request starts at once, and under load batches grow by themselves while the
-previous round runs (continuous batching, as text-embeddings-inference does). An optional
-``batch_wait_ms`` trades latency for fuller batches.
+Requests arrive as tokenised rows (:class:`~models.pairs.EncodedRows`, flat arrays) and wait in
+arrival order. One worker thread owns the model: it takes queued rows up to a round's token
+budget, sorts them by length, cuts them into forward passes by ``max_batch_tokens`` and
+launches them, keeping one pass in flight while it collects the previous one, delivers its
+logits and assembles the next round, so that a GPU is never drained between rounds (continuous
+batching, as text-embeddings-inference does). There is no timer: a lone request starts at once,
+and under load rounds grow by themselves while the previous one runs.
 
-Bounds: at most ``max_queued_pairs`` pairs wait (more is refused at once with
-:class:`~serving.errors.Overloaded`; a request larger than the bound is taken only into an empty
-queue); a request that waited ``queue_timeout_ms`` without starting is refused with
-:class:`~serving.errors.QueueTimeout` at that moment, even while a round runs; a caller's own
-deadline drops its work with :class:`~serving.errors.DeadlineExceeded`; work whose caller has
-gone (a cancelled future) is skipped. HTTP and gRPC both call :meth:`ScoringEngine.score`.
+A request larger than a round is split across rounds: while other requests wait, one request
+takes at most half a round, so single pairs keep flowing beside a 256-pair request on a CPU.
+
+Admission is sized by time, not by a pair count: a request is refused at once with
+:class:`~serving.errors.Overloaded` (429) when the work queued ahead of it, each request
+counted up to one slice (half a round), would take longer than the queue timeout at the
+throughput the engine has measured; so nothing is refused while the device could still clear
+the queue in time. A request not started ``queue_timeout_ms`` after it arrived is refused with
+:class:`~serving.errors.QueueTimeout` (503) at that moment; a caller's own deadline drops its
+remaining work with :class:`~serving.errors.DeadlineExceeded`; a cancelled request is dropped.
+
+A round that fails fails its own requests only. An error the runtime calls transient (out of
+GPU memory) is answered 503 and the next round runs; one it calls fatal (a CUDA error that
+leaves the device unusable) marks the engine dead (:attr:`ScoringEngine.alive`), which fails
+liveness so that the process is restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from models.pairs import EncodedPair
-from models.scorer import Pair, Scorer
+from models.backends import Pending
+from models.pairs import EncodedRows
+from models.scorer import PASSES_IN_FLIGHT, Scorer
 from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceError, Unavailable
 
 logger = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 0.5  # throughput is re-measured over windows of at least this long in which work kept waiting
+SHUTTING_DOWN = "the service is shutting down; retry on another replica"
 
 
 @dataclass(frozen=True)
@@ -47,24 +60,21 @@ class EngineSettings:
         batch_wait_ms: how long a free worker waits for more requests before a round (0: none).
         max_round_tokens: most (unpadded) tokens taken from the queue for one round; the round
             is then cut into passes of ``Scorer.limits``. ``None``: four passes' worth.
-        max_queued_pairs: most pairs waiting; beyond it new requests are refused (overload).
-        queue_timeout_ms: a request not started within this time is refused (and not computed).
-        tokenizer_threads: threads tokenising incoming requests.
+        queue_timeout_ms: a request not started within this time is refused (and not computed);
+            also the most work, in time at the measured throughput, that may wait.
     """
 
     batching: bool = True
     batch_wait_ms: float = 0.0
     max_round_tokens: int | None = None
-    max_queued_pairs: int = 4096
     queue_timeout_ms: float = 2000.0
-    tokenizer_threads: int = 2
 
 
 class EngineObserver(Protocol):
     """Receives timings for metrics (the service records them as Prometheus histograms)."""
 
-    def request_done(self, pairs: int, tokenize_s: float, queue_s: float, inference_s: float) -> None:
-        """One request answered: how long it spent tokenising, queued and in its round."""
+    def request_done(self, queue_s: float, inference_s: float) -> None:
+        """One request answered: how long it waited before its first round, then until its last."""
 
     def round_done(self, pairs: int, rows: int, tokens: int, padded_tokens: int, passes: int) -> None:
         """One round of forward passes finished."""
@@ -73,37 +83,59 @@ class EngineObserver(Protocol):
         """The number of pairs waiting changed."""
 
     def request_refused(self, reason: str) -> None:
-        """A request was refused (``overloaded``, ``queue_timeout``, ``deadline``) or dropped (``cancelled``)."""
-
-
-@dataclass(frozen=True)
-class Scored:
-    """The engine's answer to one request: a score per pair and whether its tokens were truncated."""
-
-    scores: np.ndarray
-    truncated: np.ndarray
+        """A request was refused (``overloaded``, ``queue_timeout``, ``deadline``, ``unavailable``) or dropped
+        (``cancelled``)."""
 
 
 @dataclass(eq=False)
-class _Job:
+class Job:
+    """One request's rows in the engine, taken slice by slice; its future gets the rows' logits."""
+
+    rows: EncodedRows
     pairs: int
-    rows: list[EncodedPair]
-    future: Future
     enqueued: float
-    deadline: float
-    refusal: type[ServiceError]
-    tokenize_s: float
-    tokens: int = field(init=False)
+    deadline: float  # to start: the queue timeout or the caller's deadline, whichever is first
+    client_deadline: float
+    future: Future = field(default_factory=Future)
+    taken: int = 0  # rows handed to rounds
+    done: int = 0  # rows whose logits are in
+    started: float | None = None
+    cancelled: bool = False
+    logits: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tokens = sum(len(row) for row in self.rows)
+        self.logits = np.empty(len(self.rows), dtype=np.float32)
+
+    @property
+    def remaining_tokens(self) -> int:
+        return int(self.rows.offsets[-1] - self.rows.offsets[self.taken])
+
+    def rows_within(self, tokens: int) -> int:
+        """The end of the longest run of untaken rows within ``tokens`` (at least one row)."""
+        end = int(np.searchsorted(self.rows.offsets, self.rows.offsets[self.taken] + tokens, side="right")) - 1
+        return min(len(self.rows), max(end, self.taken + 1))
+
+
+@dataclass(eq=False)
+class _Round:
+    jobs: list[tuple[Job, int, int]]  # each job's rows [start, end) in this round, in the round's row order
+    rows: EncodedRows
+    logits: np.ndarray = field(init=False)
+    padded_tokens: int = 0
+    passes: int = 0
+    uncollected: int = 0
+    failed: bool = False
+
+    def __post_init__(self) -> None:
+        self.logits = np.empty(len(self.rows), dtype=np.float32)
 
 
 class ScoringEngine:
     """Owns the queue and the worker thread in front of a :class:`~models.scorer.Scorer`.
 
-    Use :meth:`score` from asyncio code (the services) or :meth:`score_blocking` from threads;
-    call :meth:`close` to stop (waiting requests are refused as unavailable).
+    Use :meth:`logits` from asyncio code, or :meth:`submit` and :meth:`withdraw` from any thread
+    (the GPU owner's link server does); call :meth:`close` to stop (waiting requests are refused
+    as unavailable).
     """
 
     def __init__(self, scorer: Scorer, settings: EngineSettings, observer: EngineObserver | None = None):
@@ -111,177 +143,329 @@ class ScoringEngine:
         self.settings = settings
         self.observer = observer
         self.max_round_tokens = settings.max_round_tokens or 4 * scorer.limits.max_batch_tokens
-        self._queue: deque[_Job] = deque()
-        self._queued_pairs = 0
+        self.slice_tokens = max(1, self.max_round_tokens // 2)
+        self.tokens_per_s = 0.0  # measured by calibrate(), then while work keeps waiting
+        self.fatal: BaseException | None = None
+        self._queue: deque[Job] = deque()
+        self._ahead_tokens = 0  # queued jobs' remaining tokens, each counted up to one slice
+        self._queued_rows = 0
+        self._queued_pairs = 0.0
         self._condition = threading.Condition()
         self._closed = False
-        self._tokenizers = ThreadPoolExecutor(settings.tokenizer_threads, thread_name_prefix="ko-sts-tokenize")
+        self._window: tuple[float, int] | None = None  # (start, tokens since) while busy
         self._worker = threading.Thread(target=self._run, name="ko-sts-engine", daemon=True)
         self._worker.start()
 
+    def __str__(self) -> str:
+        return f"{self.scorer.runtime.description}, {self.scorer.limits}"
+
     @property
     def queued_pairs(self) -> int:
-        """Pairs waiting for the worker."""
-        return self._queued_pairs
+        """Pairs waiting for the worker (a split request counts its untaken share)."""
+        return round(self._queued_pairs)
 
-    async def score(self, pairs: Sequence[Pair], timeout_s: float | None = None) -> Scored:
-        """Scores pairs through the queue; ``timeout_s`` is the caller's own deadline, if any."""
-        started = time.monotonic()
-        self._admit(len(pairs))
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._tokenizers, self.scorer.encode, pairs)
-        job = self._enqueue(len(pairs), rows, started, timeout_s)
-        answer = asyncio.wrap_future(job.future)
-        try:
-            done, _ = await asyncio.wait({answer}, timeout=_time_left(job))
-        except asyncio.CancelledError:  # the caller went away: the worker skips the job
-            answer.cancel()
-            raise
-        if not done:
-            self._withdraw(job)
-        return await answer
+    @property
+    def alive(self) -> bool:
+        """False once the worker thread has died or the device failed beyond recovery (liveness)."""
+        return self.fatal is None and (self._worker.is_alive() or self._closed)
 
-    def score_blocking(self, pairs: Sequence[Pair], timeout_s: float | None = None) -> Scored:
-        """Scores pairs through the queue from a plain thread (tokenises in the calling thread)."""
-        started = time.monotonic()
-        self._admit(len(pairs))
-        job = self._enqueue(len(pairs), self.scorer.encode(pairs), started, timeout_s)
-        try:
-            return job.future.result(timeout=_time_left(job))
-        except TimeoutError:
-            self._withdraw(job)
-            return job.future.result()
+    def calibrate(self, rows: EncodedRows, repeats: int = 2) -> float:
+        """Scores ``rows`` ``repeats`` times through the queue; the last run's tokens/s seed admission.
 
-    def close(self) -> None:
-        """Stops the worker; requests still waiting are refused."""
-        with self._condition:
-            self._closed = True
-            waiting = list(self._queue)
-            self._queue.clear()
-            self._queued_pairs = 0
-            self._condition.notify_all()
-        for job in waiting:
-            _fail(job.future, Unavailable("the service is shutting down; retry on another replica"))
-        self._worker.join(timeout=30)
-        self._tokenizers.shutdown(wait=False, cancel_futures=True)
+        Give it about a round of typical rows; the first run also warms the runtime up.
+        """
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.submit(rows, len(rows)).future.result()
+            elapsed = time.perf_counter() - started
+        self.tokens_per_s = rows.tokens / max(elapsed, 1e-6)
+        logger.info(
+            "engine: %.0f tokens/s measured on %d rows; a round takes up to %d tokens, admission up to %.1f s of work",
+            self.tokens_per_s,
+            len(rows),
+            self.max_round_tokens,
+            self.settings.queue_timeout_ms / 1000.0,
+        )
+        return self.tokens_per_s
 
-    def _admit(self, pairs: int) -> None:
-        if self._closed:
-            raise Unavailable("the service is shutting down; retry on another replica")
-        if self._queued_pairs and self._queued_pairs + pairs > self.settings.max_queued_pairs:
-            self._refused("overloaded")
-            raise Overloaded(
-                f"the queue holds {self._queued_pairs} pairs and takes at most {self.settings.max_queued_pairs}; "
-                "retry later with backoff or add replicas",
-                retry_after_s=1.0,
-            )
+    def submit(
+        self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None
+    ) -> Job:
+        """Queues ``rows`` (``pairs`` pairs' worth) or refuses them at once; thread-safe.
 
-    def _enqueue(self, pairs: int, rows: list[EncodedPair], started: float, timeout_s: float | None) -> _Job:
+        Args:
+            timeout_s: the caller's own deadline, counted from ``arrived`` (default: now).
+            arrived: when the request arrived (``time.monotonic()``), e.g. before it was tokenised.
+
+        Raises:
+            Overloaded: the work queued ahead would not clear within the queue timeout.
+            Unavailable: the engine is closed or dead.
+        """
         now = time.monotonic()
-        queue_deadline = now + self.settings.queue_timeout_ms / 1000.0
-        client_deadline = started + timeout_s if timeout_s is not None else float("inf")
-        refusal = DeadlineExceeded if client_deadline < queue_deadline else QueueTimeout
-        job = _Job(
-            pairs=pairs,
+        arrived = now if arrived is None else arrived
+        client_deadline = arrived + timeout_s if timeout_s is not None else math.inf
+        job = Job(
             rows=rows,
-            future=Future(),
+            pairs=pairs,
             enqueued=now,
-            deadline=min(queue_deadline, client_deadline),
-            refusal=refusal,
-            tokenize_s=now - started,
+            deadline=min(now + self.settings.queue_timeout_ms / 1000.0, client_deadline),
+            client_deadline=client_deadline,
         )
         with self._condition:
-            self._admit(pairs)
+            self._admit(job)
             self._queue.append(job)
-            self._queued_pairs += pairs
+            self._track(job, +1)
             self._condition.notify()
         self._queue_changed()
         return job
 
-    def _withdraw(self, job: _Job) -> None:
-        """Refuses a job whose deadline passed while it waited, at once (not when the current round ends).
+    def withdraw(self, job: Job) -> None:
+        """Refuses ``job`` if it is still waiting to start and its deadline has passed; thread-safe.
 
-        A job the worker has already taken is left to finish.
+        Callers invoke it at the job's deadline, so a request is refused at that moment, not when
+        the round before it ends. A started job is left to finish.
         """
         with self._condition:
-            if job not in self._queue:
+            if job.started is not None or job not in self._queue:
                 return
-            self._queue.remove(job)
-            self._queued_pairs -= job.pairs
+            self._remove(job)
         self._queue_changed()
         self._expire(job, time.monotonic())
 
-    def _take_round(self) -> list[_Job]:
-        """Waits for work, then takes queued jobs in arrival order up to the round's token budget."""
+    def cancel(self, job: Job) -> None:
+        """Drops what is left of ``job`` (its caller has gone); thread-safe."""
         with self._condition:
-            while not self._queue and not self._closed:
-                self._condition.wait()
-            if self._closed:
-                return []
-            if self.settings.batch_wait_ms > 0:
-                end = time.monotonic() + self.settings.batch_wait_ms / 1000.0
-                while sum(j.tokens for j in self._queue) < self.max_round_tokens and not self._closed:
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._condition.wait(left)
-            taken: list[_Job] = []
-            tokens = 0
-            while self._queue:
-                job = self._queue[0]
-                if taken and (not self.settings.batching or tokens + job.tokens > self.max_round_tokens):
-                    break
-                self._queue.popleft()
-                self._queued_pairs -= job.pairs
-                taken.append(job)
-                tokens += job.tokens
+            job.cancelled = True
+            if job in self._queue:
+                self._remove(job)
+                self._refused("cancelled")
         self._queue_changed()
-        return taken
+        job.future.cancel()
+
+    async def logits(self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None):
+        """The rows' logits through the queue, from asyncio code; cancelling the caller drops the work."""
+        job = self.submit(rows, pairs, timeout_s, arrived)
+        return await wait_for_job(job, self.withdraw, self.cancel)
+
+    def close(self) -> None:
+        """Stops the worker once its round ends; requests still waiting are refused. Blocks: call it from a thread."""
+        with self._condition:
+            self._closed = True
+            waiting = list(self._queue)
+            for job in waiting:
+                self._remove(job)
+            self._condition.notify_all()
+        for job in waiting:
+            _fail(job.future, Unavailable(SHUTTING_DOWN))
+        self._worker.join(timeout=30)
+
+    # -- admission and bookkeeping (under the condition's lock) --
+
+    def _admit(self, job: Job) -> None:
+        if self._closed:
+            self._refused("unavailable")
+            raise Unavailable(SHUTTING_DOWN)
+        if not self.alive:
+            self._refused("unavailable")
+            raise Unavailable("the model's device failed; the service is restarting, retry shortly", retry_after_s=5.0)
+        if not self._queue or self.tokens_per_s <= 0:
+            return
+        wait_s = self._ahead_tokens / self.tokens_per_s
+        limit_s = self.settings.queue_timeout_ms / 1000.0
+        if wait_s > limit_s:
+            self._refused("overloaded")
+            raise Overloaded(
+                f"about {wait_s:.1f} s of work is queued ahead of this request, more than the queue timeout "
+                f"({limit_s:g} s); retry later with backoff or add replicas",
+                retry_after_s=max(1.0, wait_s - limit_s),
+            )
+
+    def _track(self, job: Job, sign: int) -> None:
+        """Adds (+1) or removes (-1) a queued job's untaken work from the totals."""
+        remaining = len(job.rows) - job.taken
+        self._ahead_tokens += sign * min(job.remaining_tokens, self.slice_tokens)
+        self._queued_rows += sign * remaining
+        self._queued_pairs += sign * remaining * job.pairs / max(1, len(job.rows))
+
+    def _remove(self, job: Job) -> None:
+        self._queue.remove(job)
+        self._track(job, -1)
+
+    # -- the worker --
+
+    def _take_round(self, block: bool) -> list[tuple[Job, int, int]] | None:
+        """Takes queued rows up to the round's budget, waiting for work if ``block``; [] if none, None once closed."""
+        while True:
+            with self._condition:
+                while not self._queue and not self._closed and block:
+                    self._condition.wait()
+                if self._closed:
+                    return None
+                if self.settings.batch_wait_ms > 0 and block:
+                    end = time.monotonic() + self.settings.batch_wait_ms / 1000.0
+                    while sum(j.remaining_tokens for j in self._queue) < self.max_round_tokens and not self._closed:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._condition.wait(left)
+                now = time.monotonic()
+                late = [j for j in self._queue if now > (j.deadline if j.started is None else j.client_deadline)]
+                for job in late:
+                    self._remove(job)
+                taken = self._slices(now)
+            for job in late:
+                self._expire(job, now)
+            if late or taken:
+                self._queue_changed()
+            if taken or not block:
+                return taken
+
+    def _slices(self, now: float) -> list[tuple[Job, int, int]]:
+        """Rows of queued jobs in arrival order up to the round's budget; a job takes at most a slice while
+        others wait, then what is left of the budget."""
+        budget = self.max_round_tokens
+        taken: dict[Job, tuple[int, int]] = {}
+        caps = (self.slice_tokens, budget) if len(self._queue) > 1 else (budget,)
+        for cap in caps:
+            for job in list(self._queue):
+                if budget <= 0 or job.taken == len(job.rows):
+                    break
+                end = job.rows_within(min(cap, budget))
+                tokens = int(job.rows.offsets[end] - job.rows.offsets[job.taken])
+                if tokens > budget and taken:
+                    break  # its next row does not fit: it leads the next round
+                self._track(job, -1)
+                start = taken.get(job, (job.taken, 0))[0]
+                taken[job] = (start, end)
+                job.taken = end
+                if job.started is None:
+                    job.started = now
+                budget -= tokens
+                if job.taken == len(job.rows):
+                    self._queue.remove(job)
+                else:
+                    self._track(job, +1)
+                if not self.settings.batching:
+                    return [(j, s, e) for j, (s, e) in taken.items()]
+        return [(job, start, end) for job, (start, end) in taken.items()]
 
     def _run(self) -> None:
-        while not self._closed:
-            jobs = self._live(self._take_round())
-            if not jobs:
-                continue
-            started = time.monotonic()
-            rows = [row for job in jobs for row in job.rows]
-            try:
-                logits, passes = self.scorer.forward(rows)
-            except Exception as error:  # a broken batch must not kill the worker
-                logger.exception("forward pass over %d rows failed", len(rows))
-                for job in jobs:
-                    _fail(job.future, error)
-                continue
-            finished = time.monotonic()
-            offset = 0
-            for job in jobs:
-                scores = self.scorer.to_scores(logits[offset : offset + len(job.rows)])
-                offset += len(job.rows)
-                job.future.set_result(Scored(scores, self.scorer.truncated(job.rows)))
-                if self.observer:
-                    self.observer.request_done(job.pairs, job.tokenize_s, started - job.enqueued, finished - started)
-            if self.observer:
-                lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-                padded = sum(len(p) * self.scorer.limits.padded(int(lengths[p].max())) for p in passes)
-                pairs = sum(job.pairs for job in jobs)
-                self.observer.round_done(pairs, len(rows), int(lengths.sum()), padded, len(passes))
+        in_flight: deque[tuple[_Round, np.ndarray, Pending, int]] = deque()
+        try:
+            while True:
+                taken = self._take_round(block=not in_flight)
+                if taken is None:
+                    break
+                if not taken:  # nothing new: collect what runs, and measure from scratch once idle
+                    self._collect(in_flight.popleft())
+                    if not in_flight:
+                        self._window = None
+                    continue
+                round_ = _Round(taken, EncodedRows.concat([job.rows[start:end] for job, start, end in taken]))
+                if self._window is None:
+                    self._window = (time.monotonic(), 0)
+                try:
+                    for indices, pending in self.scorer.launch_passes(round_.rows):
+                        lengths = round_.rows.lengths[indices]
+                        round_.padded_tokens += len(indices) * int(self.scorer.limits.padded(int(lengths.max())))
+                        round_.passes += 1
+                        round_.uncollected += 1
+                        in_flight.append((round_, indices, pending, int(lengths.sum())))
+                        if len(in_flight) >= PASSES_IN_FLIGHT:
+                            self._collect(in_flight.popleft())
+                except Exception as error:  # a broken pass fails its round's requests, never the worker
+                    self._fail_round(round_, error)
+            while in_flight:
+                self._collect(in_flight.popleft())
+        except BaseException as error:  # the worker must not die silently: liveness reports it
+            logger.exception("the engine's worker stopped")
+            self.fatal = error
+            self._fail_everything(Unavailable("the model's worker failed; the service is restarting, retry shortly"))
+            raise
 
-    def _live(self, jobs: list[_Job]) -> list[_Job]:
-        """Drops jobs whose caller has gone and refuses those past their deadline."""
+    def _collect(self, launched: tuple[_Round, np.ndarray, Pending, int]) -> None:
+        round_, indices, pending, tokens = launched
+        round_.uncollected -= 1
+        if round_.failed:
+            return
+        try:
+            round_.logits[indices] = pending()
+        except Exception as error:
+            self._fail_round(round_, error)
+            return
+        self._measure(tokens)
+        if round_.uncollected == 0:
+            self._deliver(round_)
+
+    def _measure(self, tokens: int) -> None:
+        """Throughput over windows in which work kept waiting (the device, not the arrivals, set the pace)."""
+        if self._window is None:
+            return
+        start, total = self._window
+        total += tokens
         now = time.monotonic()
-        live = []
-        for job in jobs:
-            if not job.future.set_running_or_notify_cancel():
-                self._refused("cancelled")
-            elif now > job.deadline:
-                self._expire(job, now)
-            else:
-                live.append(job)
-        return live
+        if now - start < RATE_WINDOW_S:
+            self._window = (start, total)
+            return
+        if self._queue:
+            rate = total / (now - start)
+            self.tokens_per_s = rate if self.tokens_per_s <= 0 else 0.5 * self.tokens_per_s + 0.5 * rate
+        self._window = (now, 0)
 
-    def _expire(self, job: _Job, now: float) -> None:
-        """Fails a job that did not start before its deadline (the queue's or its caller's)."""
-        if job.refusal is QueueTimeout:
+    def _deliver(self, round_: _Round) -> None:
+        finished = time.monotonic()
+        offset = 0
+        for job, start, end in round_.jobs:
+            job.logits[start:end] = round_.logits[offset : offset + end - start]
+            offset += end - start
+            job.done += end - start
+            if job.done == len(job.rows) and not job.cancelled:
+                if _succeed(job.future, job.logits) and self.observer:
+                    self.observer.request_done(job.started - job.enqueued, finished - job.started)
+        if self.observer:
+            pairs = sum((end - start) * job.pairs / len(job.rows) for job, start, end in round_.jobs)
+            self.observer.round_done(
+                round(pairs), len(round_.rows), round_.rows.tokens, round_.padded_tokens, round_.passes
+            )
+
+    def _fail_round(self, round_: _Round, error: Exception) -> None:
+        """Fails every request with rows in the round (and drops their other rows); the next round runs."""
+        round_.failed = True
+        failure = self.scorer.runtime.failure(error)
+        if failure == "fatal":
+            logger.critical("the device failed; the engine stops serving: %s", error)
+            self.fatal = error
+            answer: ServiceError = Unavailable(
+                "the model's device failed; the service is restarting, retry shortly", retry_after_s=5.0
+            )
+        elif failure == "transient":
+            logger.warning("a round of %d rows failed and will not be retried: %s", len(round_.rows), error)
+            answer = Unavailable("the model ran out of device memory for this round; retry", retry_after_s=1.0)
+        else:
+            logger.error("a round of %d rows failed", len(round_.rows), exc_info=error)
+            answer = ServiceError("internal error; the service's log has the details")
+        with self._condition:
+            for job, _, _ in round_.jobs:
+                if job in self._queue:
+                    self._remove(job)
+        self._queue_changed()
+        for job, _, _ in round_.jobs:
+            _fail(job.future, answer)
+        if self.fatal is not None:
+            self._fail_everything(answer)
+
+    def _fail_everything(self, answer: ServiceError) -> None:
+        with self._condition:
+            waiting = list(self._queue)
+            for job in waiting:
+                self._remove(job)
+        self._queue_changed()
+        for job in waiting:
+            _fail(job.future, answer)
+
+    def _expire(self, job: Job, now: float) -> None:
+        """Fails a job past its deadline: not started in time (the queue's or its caller's), or its caller's passed."""
+        if job.started is None and job.deadline < job.client_deadline:
             message = (
                 f"waited {(now - job.enqueued) * 1000:.0f} ms in the queue without starting (limit "
                 f"{self.settings.queue_timeout_ms:.0f} ms); the service is overloaded, retry later"
@@ -294,16 +478,33 @@ class ScoringEngine:
 
     def _queue_changed(self) -> None:
         if self.observer:
-            self.observer.queue_changed(self._queued_pairs)
+            self.observer.queue_changed(self.queued_pairs)
 
     def _refused(self, reason: str) -> None:
         if self.observer:
             self.observer.request_refused(reason)
 
 
-def _time_left(job: _Job) -> float:
-    """Seconds until the job's deadline."""
-    return max(0.0, job.deadline - time.monotonic())
+async def wait_for_job(job: Job, withdraw, cancel):
+    """Awaits ``job``'s logits from asyncio code: refused at its start deadline if still waiting, dropped if
+    the awaiting task is cancelled."""
+    answer = asyncio.wrap_future(job.future)
+    try:
+        done, _ = await asyncio.wait({answer}, timeout=max(0.0, job.deadline - time.monotonic()))
+        if not done:
+            withdraw(job)
+        return await answer
+    except asyncio.CancelledError:  # the caller went away: the worker skips what is left
+        cancel(job)
+        raise
+
+
+def _succeed(future: Future, value: np.ndarray) -> bool:
+    try:
+        future.set_result(value)
+        return True
+    except InvalidStateError:  # cancelled meanwhile
+        return False
 
 
 def _fail(future: Future, error: BaseException) -> None:

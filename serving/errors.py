@@ -129,3 +129,9 @@ class Unavailable(ServiceError):
     """The service cannot score now (starting, stopping)."""
 
     kind = ErrorKind.UNAVAILABLE
+
+
+def error_of(kind: ErrorKind, message: str, retry_after_s: float | None = None) -> ServiceError:
+    """The error of ``kind`` with its message, e.g. as another process reported it."""
+    classes = {cls.kind: cls for cls in ServiceError.__subclasses__()}
+    return classes.get(kind, ServiceError)(message, retry_after_s=retry_after_s)

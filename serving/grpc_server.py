@@ -49,8 +49,8 @@ from ko_sts.v1 import similarity_pb2 as pb
 from ko_sts.v1 import similarity_pb2_grpc as pb_grpc
 from models.scoring import SIMILAR_THRESHOLD
 from serving.auth import ApiKey
-from serving.engine import ScoringEngine
 from serving.errors import CALLER_ERRORS, Malformed, ServiceError, Unavailable
+from serving.frontend import Frontend
 from serving.inputs import InputRules, check_pairs, check_rank, rank_order
 from serving.schemas import ModelInfo
 
@@ -85,9 +85,9 @@ class GrpcOptions:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What the gRPC API serves: the worker's engine, its input rules and what it says about its model."""
+    """What the gRPC API serves: the worker's scoring front, its input rules and what it says about its model."""
 
-    engine: ScoringEngine
+    frontend: Frontend
     rules: InputRules
     info: ModelInfo
 
@@ -123,7 +123,7 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
     async def Score(self, request: pb.ScoreRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         async def answer(model: ServedModel) -> pb.ScoreResponse:
             pairs = check_pairs([(p.sentence1, p.sentence2) for p in request.pairs], model.rules)
-            result = await model.engine.score(pairs, timeout_s=_time_left(context))
+            result = await model.frontend.score(pairs, timeout_s=_time_left(context))
             return pb.ScoreResponse(
                 results=[
                     pb.PairScore(score=float(s), similar=bool(s >= SIMILAR_THRESHOLD), truncated=bool(t))
@@ -138,7 +138,7 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
         async def answer(model: ServedModel) -> pb.RankResponse:
             top_k = request.top_k if request.HasField("top_k") else None
             pairs = check_rank(request.query, list(request.candidates), top_k, model.rules)
-            result = await model.engine.score(pairs, timeout_s=_time_left(context))
+            result = await model.frontend.score(pairs, timeout_s=_time_left(context))
             return pb.RankResponse(
                 results=[
                     pb.RankedCandidate(

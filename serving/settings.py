@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.backends import Backend, Device, TorchDtype, load_runtime
-from models.scorer import BatchLimits, Scorer
+from models.scorer import BatchLimits, PairCodec, Scorer
 from serving.auth import ApiKey
 from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
@@ -16,11 +18,9 @@ from serving.inputs import InputRules
 
 # Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
-# Pairs allowed to wait when KO_STS_MAX_QUEUED_PAIRS is unset: about a worker's throughput times the queue
-# timeout, so that overload is refused at once (429) instead of after the timeout (503). CPU: 2 cores serve
-# about 24 pairs/s, x 2 s (load_tests/results/2026-11-29-overload); CUDA: the earlier default, about 1 s of an
-# H200 worker. A device not known yet gets the larger.
-DEFAULT_QUEUED_PAIRS = {"cpu": 48, "cuda": 4096}
+# CPU passes keep one padded length each (exact batch invariance); GPU passes mix lengths, padded to the longest
+# (the rows are sorted, so little is padding) to a multiple of 8.
+DEFAULT_LENGTH_BUCKET = {"cpu": 16, "cuda": 8}
 # Forward passes' worth of tokens the engine takes from the queue per round when KO_STS_ROUND_PASSES is unset.
 # CPU: one, since passes run one after another on every core and a request that arrives during a round waits for
 # all of it; CUDA: four, so that a round's passes overlap their copies and launches.
@@ -45,7 +45,21 @@ class Settings(BaseSettings):
         "unset: the model's own setting",
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 uses every core")
-    workers: int = Field(1, ge=1, description="service processes, each with its own model copy and queue")
+    model_process: Literal["auto", "separate", "shared"] = Field(
+        "auto",
+        description="'separate': the model in a process of its own (one per GPU) fed by the front workers; "
+        "'shared': the engine inside each front worker; 'auto': separate when the model may run on a GPU",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="front worker processes (HTTP, gRPC, tokenising); default: 1 when the model is shared, "
+        "else half the cores, 2 to 8; with a shared model each worker has its own model copy and queue",
+    )
+    gpu_workers: int = Field(1, ge=1, description="model processes when separate (one per GPU)")
+    cuda_graph_tokens: int = Field(
+        16384, ge=0, description="CUDA graphs are captured for passes of up to this many padded tokens (0: none)"
+    )
     max_batch_tokens: int | None = Field(
         None, ge=1, description="most padded tokens in one forward pass (default: 2048 on CPU, 32768 on CUDA)"
     )
@@ -55,10 +69,12 @@ class Settings(BaseSettings):
     round_passes: int | None = Field(
         None, ge=1, description="passes' worth of tokens taken from the queue per round (default: 1 CPU, 4 CUDA)"
     )
-    max_queued_pairs: int | None = Field(
-        None, ge=1, description="pairs allowed to wait; more are refused with 429 (default: 48 on CPU, 4096 on CUDA)"
+    queue_timeout_ms: float = Field(
+        2000.0,
+        gt=0,
+        description="a request not started by then is refused with 503; a request is refused with 429 when the "
+        "work queued ahead of it would take longer at the measured throughput",
     )
-    queue_timeout_ms: float = Field(2000.0, gt=0, description="a request not started by then is refused with 503")
     tokenizer_threads: int = Field(2, ge=1, description="threads tokenising incoming requests")
     max_pairs_per_request: int = Field(256, ge=1, description="most pairs (or rank candidates) in one request")
     max_sentence_chars: int = Field(2000, ge=1, description="most characters in one sentence")
@@ -73,10 +89,29 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (HTTP's is `bentoml serve --port`)")
     grpc_grace_s: float = Field(30.0, ge=0, description="on shutdown, time gRPC calls in flight get to finish")
 
+    @property
+    def separate_model_process(self) -> bool:
+        """Whether the model runs in a process of its own (``model_process``; auto: when it may use a GPU)."""
+        if self.model_process != "auto":
+            return self.model_process == "separate"
+        return self.device == "cuda" or (self.backend == "torch" and self.device == "auto")
+
+    @property
+    def front_workers(self) -> int:
+        """Front worker processes: ``workers``, else 1 beside a shared model, else half the cores (2 to 8)."""
+        if self.workers is not None:
+            return self.workers
+        return min(8, max(2, (os.cpu_count() or 2) // 2)) if self.separate_model_process else 1
+
     def batch_limits(self, device: str) -> BatchLimits:
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
-        tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS[_defaults_key(device)]
-        return BatchLimits(max_batch_tokens=tokens, max_batch_rows=self.max_batch_rows)
+        key = _defaults_key(device)
+        return BatchLimits(
+            max_batch_tokens=self.max_batch_tokens or DEFAULT_BATCH_TOKENS[key],
+            max_batch_rows=self.max_batch_rows,
+            length_bucket=DEFAULT_LENGTH_BUCKET[key],
+            mixed_lengths=key == "cuda",
+        )
 
     def scorer(self, model_dir: str | Path, device: Device | None = None) -> Scorer:
         """The scorer these settings describe over a model package (backend, device, dtype, limits, orders).
@@ -91,24 +126,22 @@ class Settings(BaseSettings):
             threads=self.threads,
             dtype=self.torch_dtype,
         )
-        return Scorer.for_package(model_dir, runtime, self.batch_limits(runtime.device), self.symmetric)
+        codec = PairCodec.for_package(model_dir, self.symmetric)
+        return Scorer.over(codec, runtime, self.batch_limits(runtime.device))
 
     def engine(self, device: str | None = None) -> EngineSettings:
         """The queueing settings of :class:`serving.engine.ScoringEngine` for a scorer on ``device``.
 
-        ``device`` (``cpu``, ``cuda:0``) picks the default queue bound and round size (:data:`DEFAULT_QUEUED_PAIRS`,
-        :data:`DEFAULT_ROUND_PASSES`); None (not known) takes CUDA's.
+        ``device`` (``cpu``, ``cuda:0``) picks the default round size (:data:`DEFAULT_ROUND_PASSES`); None (not
+        known) takes CUDA's.
         """
         key = _defaults_key(device)
-        queued = self.max_queued_pairs or DEFAULT_QUEUED_PAIRS[key]
         passes = self.round_passes or DEFAULT_ROUND_PASSES[key]
         return EngineSettings(
             batching=self.batching,
             batch_wait_ms=self.batch_wait_ms,
             max_round_tokens=passes * self.batch_limits(key).max_batch_tokens,
-            max_queued_pairs=queued,
             queue_timeout_ms=self.queue_timeout_ms,
-            tokenizer_threads=self.tokenizer_threads,
         )
 
     def input_rules(self) -> InputRules:
@@ -131,7 +164,7 @@ class Settings(BaseSettings):
             self.grpc_host,
             self.grpc_port,
             self.grpc_grace_s,
-            reuse_port=self.workers > 1,
+            reuse_port=self.front_workers > 1,
             max_message_bytes=self.input_rules().body_limit,
             api_key=self.key(),
         )

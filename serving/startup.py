@@ -1,5 +1,9 @@
 """Start-up checks: the service refuses a model that is damaged or does not score as it did when exported.
 
+:func:`start_engine` builds the engine of the process that runs the model (the GPU owner, or a
+CPU front worker) and makes it ready before the process says so: loaded, checked, its CUDA graphs
+captured, warmed up and its throughput measured.
+
 Two checks, each failing with :class:`ModelRefused`, whose message names the file and the fix:
 
 - :func:`check_stored_model`, in ``bentoml serve``'s main process before any worker starts
@@ -16,15 +20,24 @@ Two checks, each failing with :class:`ModelRefused`, whose message names the fil
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from bentoml.exceptions import BentoMLException
 
+from models.backends import TorchRuntime, cuda_graph_shapes
 from models.package import TORCH_REFERENCE, PackageError, check_package, read_metadata, reference_scores
+from models.pairs import EncodedRows
 from models.scorer import Scorer
 from models.scoring import ScoreSettings
 from models.store import verify_manifest
+from serving.engine import ScoringEngine
+from serving.metrics import EngineMetrics
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.ko_sts")
 
@@ -93,3 +106,35 @@ def check_parity(scorer: Scorer, model_dir: str | Path, tag: str) -> float | Non
         )
     logger.info("parity: %s within %.2g of the recorded %s scores (tolerance %g)", tag, delta, key, tolerance)
     return delta
+
+
+WARM_UP_PAIRS = [
+    ("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요."),
+    ("오늘 날씨 어때?", "환불은 언제 되나요?"),
+    ("회의가 다음 주 화요일로 연기되었습니다.", "다음 주 화요일에 회의가 열리는 것으로 일정이 바뀌었어요."),
+]
+
+
+def start_engine(settings: Settings, model_dir: str | Path, tag: str) -> ScoringEngine:
+    """The engine of the process that runs the model, ready to serve.
+
+    The runtime is loaded as ``settings`` say; on a GPU its scores are checked against the exported ones
+    (the CPU's were checked in ``bentoml serve``'s main process) and CUDA graphs are captured for small
+    passes; then a round's worth of rows is scored twice, which warms every kernel up and measures the
+    throughput that admission starts from.
+    """
+    started = time.monotonic()
+    scorer = settings.scorer(model_dir)
+    if scorer.device != "cpu":
+        check_parity(scorer, model_dir, tag)
+    if isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu" and settings.cuda_graph_tokens:
+        width = int(scorer.limits.padded(scorer.settings.max_length))
+        shapes = cuda_graph_shapes(width, scorer.limits.max_batch_rows, settings.cuda_graph_tokens)
+        captured = time.monotonic()
+        scorer.runtime.capture_graphs(shapes, scorer.tokenizer.pad_id)
+        logger.info("captured %d CUDA graphs in %.1f s", len(shapes), time.monotonic() - captured)
+    engine = ScoringEngine(scorer, settings.engine(scorer.device), EngineMetrics())
+    sample = scorer.encode(WARM_UP_PAIRS)
+    engine.calibrate(EncodedRows.concat([sample] * max(1, engine.max_round_tokens // max(1, sample.tokens))))
+    logger.info("%s ready in %.1f s: %s", tag, time.monotonic() - started, engine)
+    return engine

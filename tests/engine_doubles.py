@@ -1,4 +1,4 @@
-"""Test doubles for the serving engine: a runtime held at a gate, an observer that records rounds."""
+"""Test doubles for the serving engine: runtimes held at a gate or failing on demand, an observer of rounds."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ class GatedRuntime(Runtime):
         self.entered = threading.Event()
         self.rows_run = 0
 
-    def launch(self, batch):
+    def launch(self, rows, width, pad_id):
         self.entered.set()
         self.gate.wait(timeout=30)
-        self.rows_run += len(batch["input_ids"])
-        return self.inner.launch(batch)
+        self.rows_run += len(rows)
+        return self.inner.launch(rows, width, pad_id)
 
 
 class Rounds:
@@ -34,8 +34,8 @@ class Rounds:
         self.rounds: list[int] = []
         self.refused: list[str] = []
 
-    def request_done(self, pairs, tokenize_s, queue_s, inference_s):
-        assert min(tokenize_s, queue_s, inference_s) >= 0
+    def request_done(self, queue_s, inference_s):
+        assert min(queue_s, inference_s) >= 0
 
     def round_done(self, pairs, rows, tokens, padded_tokens, passes):
         assert padded_tokens >= tokens and passes >= 1
@@ -51,7 +51,7 @@ class Rounds:
 def behind_gate(scorer: Scorer) -> tuple[Scorer, GatedRuntime]:
     """``scorer`` over its own runtime behind a gate (closed until the test sets ``runtime.gate``)."""
     runtime = GatedRuntime(scorer.runtime)
-    return Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits), runtime
+    return over(scorer, runtime), runtime
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:
@@ -59,3 +59,30 @@ def wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+class DeviceLost(RuntimeError):
+    """What a CUDA error that poisons the device looks like to the engine (the double calls it fatal)."""
+
+
+class FailingRuntime(Runtime):
+    """The real runtime, except that the next passes raise the errors queued in ``errors``."""
+
+    def __init__(self, inner: Runtime, errors: list[BaseException]):
+        self.inner = inner
+        self.backend, self.device, self.input_names = inner.backend, inner.device, inner.input_names
+        self.description = inner.description
+        self.errors = errors
+
+    def launch(self, rows, width, pad_id):
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.inner.launch(rows, width, pad_id)
+
+    def failure(self, error):
+        return "fatal" if isinstance(error, DeviceLost) else self.inner.failure(error)
+
+
+def over(scorer: Scorer, runtime: Runtime) -> Scorer:
+    """``scorer`` with another runtime."""
+    return Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits)

@@ -1,19 +1,20 @@
-"""The serving engine on the tiny model: batching across requests, bounds, deadlines, cancellation."""
+"""The serving engine on the tiny model: batching across requests, splitting, admission, deadlines, failures."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import numpy as np
 import pytest
 
 from serving.engine import EngineSettings, ScoringEngine
-from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, Unavailable
+from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceError, Unavailable
 from tests.conftest import KLUE_DEV
-from tests.engine_doubles import Rounds, behind_gate, wait_for
+from tests.engine_doubles import DeviceLost, FailingRuntime, Rounds, behind_gate, over, wait_for
 from training.data import read_pairs
 
-PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(48).itertuples()]
+PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(64).itertuples()]
 
 
 @pytest.fixture
@@ -27,6 +28,30 @@ def _engine(scorer, observer=None, **settings) -> ScoringEngine:
     return ScoringEngine(scorer, EngineSettings(**settings), observer)
 
 
+async def _score(engine: ScoringEngine, pairs, timeout_s=None) -> np.ndarray:
+    rows = engine.scorer.encode(pairs)
+    return engine.scorer.to_scores(await engine.logits(rows, len(pairs), timeout_s))
+
+
+def _blocking(engine: ScoringEngine, pairs, timeout_s=None) -> np.ndarray:
+    return asyncio.run(_score(engine, pairs, timeout_s))
+
+
+def _capture(into: dict, function, *args):
+    try:
+        into["result"] = function(*args)
+    except Exception as error:  # the test inspects it
+        into["error"] = error
+
+
+def _held(engine: ScoringEngine, runtime) -> threading.Thread:
+    """A one-pair request that the worker has taken and holds at the runtime's gate."""
+    holder = threading.Thread(target=_blocking, args=(engine, PAIRS[:1]))
+    holder.start()
+    assert runtime.entered.wait(10)
+    return holder
+
+
 def test_concurrent_requests_share_rounds_and_each_gets_its_own_scores(gated):
     scorer, runtime = gated
     observer = Rounds()
@@ -34,10 +59,10 @@ def test_concurrent_requests_share_rounds_and_each_gets_its_own_scores(gated):
     requests = [PAIRS[i : i + 3] for i in range(0, 48, 3)]
 
     async def main():
-        first = asyncio.create_task(engine.score(requests[0]))
+        first = asyncio.create_task(_score(engine, requests[0]))
         await asyncio.to_thread(runtime.entered.wait, 10)  # the worker holds the first request at the gate
-        rest = [asyncio.create_task(engine.score(r)) for r in requests[1:]]
-        await asyncio.sleep(0.2)
+        rest = [asyncio.create_task(_score(engine, r)) for r in requests[1:]]
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 45)
         runtime.gate.set()
         return await asyncio.gather(first, *rest)
 
@@ -45,12 +70,9 @@ def test_concurrent_requests_share_rounds_and_each_gets_its_own_scores(gated):
         results = asyncio.run(main())
     finally:
         engine.close()
-    expected = scorer.score(PAIRS)
-    truncated = scorer.truncated(scorer.encode(PAIRS))
-    assert 0 < truncated.sum() < len(PAIRS)  # the tiny model's 64-token budget cuts a few dev pairs
+    expected = scorer.score(PAIRS[:48])
     for i, result in enumerate(results):
-        assert result.scores == pytest.approx(expected[3 * i : 3 * i + 3], abs=1e-4)
-        assert result.truncated.tolist() == truncated[3 * i : 3 * i + 3].tolist()
+        assert result == pytest.approx(expected[3 * i : 3 * i + 3], abs=1e-4)
     assert observer.rounds[0] == 3 and sum(observer.rounds) == 48
     assert len(observer.rounds) < len(requests), "the queued requests were not merged"
 
@@ -60,7 +82,7 @@ def test_without_batching_each_request_runs_alone(scorer):
     engine = _engine(scorer, observer, batching=False)
 
     async def main():
-        return await asyncio.gather(*(engine.score(PAIRS[i : i + 4]) for i in range(0, 24, 4)))
+        return await asyncio.gather(*(_score(engine, PAIRS[i : i + 4]) for i in range(0, 24, 4)))
 
     try:
         asyncio.run(main())
@@ -69,27 +91,78 @@ def test_without_batching_each_request_runs_alone(scorer):
     assert observer.rounds == [4] * 6
 
 
-def test_a_full_queue_refuses_at_once_and_recovers(gated):
+def test_a_request_larger_than_a_round_is_split_and_does_not_hold_back_a_later_one(gated):
     scorer, runtime = gated
     observer = Rounds()
-    engine = _engine(scorer, observer, max_queued_pairs=8)
-    pool = [threading.Thread(target=engine.score_blocking, args=(PAIRS[:4],)) for _ in range(3)]
-    try:
-        pool[0].start()  # taken by the worker, held at the gate
-        assert runtime.entered.wait(10)
-        for thread in pool[1:]:  # these two fill the queue
-            thread.start()
-        wait_for(lambda: engine.queued_pairs == 8)
-        with pytest.raises(Overloaded, match="at most 8") as refused:
-            engine.score_blocking(PAIRS[:1])
-        assert refused.value.status.http == 429 and refused.value.retry_after_s
+    engine = _engine(scorer, observer, max_round_tokens=512)
+    big, small = PAIRS[1:41], PAIRS[41:42]
+    assert scorer.encode(big).tokens > 3 * engine.max_round_tokens
+    finished = []
+
+    async def request(pairs, name):
+        scores = await _score(engine, pairs)
+        finished.append(name)
+        return scores
+
+    async def main():
+        holder = asyncio.create_task(request(PAIRS[:1], "holder"))
+        await asyncio.to_thread(runtime.entered.wait, 10)
+        large = asyncio.create_task(request(big, "big"))
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == len(big))
+        single = asyncio.create_task(request(small, "small"))
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == len(big) + 1)
         runtime.gate.set()
-        for thread in pool:
+        return await asyncio.gather(holder, large, single)
+
+    try:
+        _, big_scores, _ = asyncio.run(main())
+    finally:
+        engine.close()
+    assert finished == ["holder", "small", "big"]
+    assert big_scores == pytest.approx(scorer.score(big), abs=1e-4)  # its slices were put back together
+    assert len(observer.rounds) >= 5 and sum(observer.rounds) == len(big) + 2
+
+
+def test_admission_refuses_work_the_measured_throughput_cannot_clear_in_time_and_recovers(gated):
+    scorer, runtime = gated
+    observer = Rounds()
+    engine = _engine(scorer, observer, queue_timeout_ms=2000)
+    requests = [PAIRS[i : i + 5] for i in range(1, 21, 5)]
+    counted = [min(scorer.encode(r).tokens, engine.slice_tokens) for r in requests]
+    try:
+        holder = _held(engine, runtime)
+        engine.tokens_per_s = (counted[0] + counted[1]) / 1.9  # two requests ahead: 1.9 s of work, three: more
+        waiting = [threading.Thread(target=_blocking, args=(engine, r)) for r in requests[:3]]
+        for queued, thread in enumerate(waiting, start=1):
+            thread.start()
+            wait_for(lambda queued=queued: engine.queued_pairs == 5 * queued)
+        with pytest.raises(Overloaded, match=r"queued ahead of this request, more than the queue timeout") as refused:
+            _blocking(engine, requests[3])
+        assert refused.value.status.http == 429 and refused.value.retry_after_s >= 1
+        runtime.gate.set()
+        for thread in [holder, *waiting]:
             thread.join(timeout=30)
-        assert engine.score_blocking(PAIRS[:2]).scores.shape == (2,)
+        assert _blocking(engine, requests[3]).shape == (5,)  # the queue cleared: admitted again
     finally:
         engine.close()
     assert observer.refused == ["overloaded"]
+
+
+def test_a_request_of_any_size_is_admitted_into_an_empty_queue(scorer):
+    engine = _engine(scorer)
+    engine.tokens_per_s = 1.0  # a second of work per token: nothing could wait
+    try:
+        assert _blocking(engine, PAIRS).shape == (len(PAIRS),)
+    finally:
+        engine.close()
+
+
+def test_calibration_measures_the_throughput_admission_starts_from(scorer):
+    engine = _engine(scorer)
+    try:
+        assert engine.calibrate(scorer.encode(PAIRS[:16])) > 0 and engine.tokens_per_s > 0
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize("caller", ["thread", "asyncio"])
@@ -97,17 +170,20 @@ def test_requests_that_wait_too_long_are_refused_at_the_timeout_not_computed(gat
     scorer, runtime = gated
     observer = Rounds()
     engine = _engine(scorer, observer, queue_timeout_ms=100)
-    holder = threading.Thread(target=engine.score_blocking, args=(PAIRS[:1],))
     late = {}
-    score = engine.score_blocking if caller == "thread" else lambda pairs: asyncio.run(engine.score(pairs))
     try:
-        holder.start()
-        assert runtime.entered.wait(10)
-        waiter = threading.Thread(target=_capture, args=(late, score, PAIRS[1:5]))
-        waiter.start()
-        wait_for(lambda: engine.queued_pairs == 4)
-        waiter.join(timeout=5)  # refused while the round before it still runs (the gate is closed)
-        assert not waiter.is_alive() and engine.queued_pairs == 0
+        holder = _held(engine, runtime)
+        if caller == "thread":  # the GPU owner's link withdraws at the deadline from its own thread
+            job = engine.submit(scorer.encode(PAIRS[1:5]), 4)
+            wait_for(lambda: engine.queued_pairs == 4)
+            threading.Timer(job.deadline - job.enqueued, engine.withdraw, args=(job,)).start()
+            _capture(late, job.future.result, 5)
+        else:
+            waiter = threading.Thread(target=_capture, args=(late, _blocking, engine, PAIRS[1:5]))
+            waiter.start()
+            waiter.join(timeout=5)  # refused while the round before it still runs (the gate is closed)
+            assert not waiter.is_alive()
+        assert engine.queued_pairs == 0
         runtime.gate.set()
         holder.join(timeout=30)
     finally:
@@ -118,23 +194,13 @@ def test_requests_that_wait_too_long_are_refused_at_the_timeout_not_computed(gat
     assert observer.refused == ["queue_timeout"]
 
 
-def test_a_request_larger_than_the_queue_bound_is_taken_into_an_empty_queue(scorer):
-    engine = _engine(scorer, max_queued_pairs=4)
-    try:
-        assert engine.score_blocking(PAIRS[:12]).scores.shape == (12,)
-    finally:
-        engine.close()
-
-
 def test_a_callers_deadline_drops_its_work(gated):
     scorer, runtime = gated
     engine = _engine(scorer)
-    holder = threading.Thread(target=engine.score_blocking, args=(PAIRS[:1],))
     try:
-        holder.start()
-        assert runtime.entered.wait(10)
+        holder = _held(engine, runtime)
         late = {}
-        waiter = threading.Thread(target=_capture, args=(late, engine.score_blocking, PAIRS[1:3], 0.05))
+        waiter = threading.Thread(target=_capture, args=(late, _blocking, engine, PAIRS[1:3], 0.05))
         waiter.start()
         waiter.join(timeout=5)  # refused at its deadline, while the round before it still runs
         assert not waiter.is_alive()
@@ -152,31 +218,61 @@ def test_cancelled_requests_are_skipped(gated):
     engine = _engine(scorer, observer)
 
     async def main():
-        holder = asyncio.create_task(engine.score(PAIRS[:1]))
+        holder = asyncio.create_task(_score(engine, PAIRS[:1]))
         await asyncio.to_thread(runtime.entered.wait, 10)
-        gone = asyncio.create_task(engine.score(PAIRS[1:9]))
-        await asyncio.sleep(0.2)
+        gone = asyncio.create_task(_score(engine, PAIRS[1:9]))
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 8)
         gone.cancel()
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0)
         runtime.gate.set()
         return await holder
 
     try:
-        assert asyncio.run(main()).scores.shape == (1,)
-        wait_for(lambda: "cancelled" in observer.refused)
+        assert asyncio.run(main()).shape == (1,)
     finally:
         engine.close()
+    assert observer.refused == ["cancelled"]
     assert runtime.rows_run == scorer.rows_per_pair * 1
+
+
+@pytest.mark.parametrize(
+    ("error", "answer", "status"),
+    [(MemoryError("out of device memory"), Unavailable, 503), (ValueError("a bug"), ServiceError, 500)],
+)
+def test_a_failed_round_fails_its_requests_only_and_the_next_round_runs(scorer, error, answer, status):
+    runtime = FailingRuntime(scorer.runtime, [error])
+    engine = _engine(over(scorer, runtime))
+    try:
+        with pytest.raises(answer) as failed:
+            _blocking(engine, PAIRS[:2])
+        assert failed.value.status.http == status
+        assert _blocking(engine, PAIRS[:2]) == pytest.approx(scorer.score(PAIRS[:2]), abs=1e-4)
+        assert engine.alive
+    finally:
+        engine.close()
+
+
+def test_a_lost_device_fails_liveness_and_later_requests_are_refused(scorer):
+    runtime = FailingRuntime(scorer.runtime, [DeviceLost("CUDA error: an illegal memory access was encountered")])
+    engine = _engine(over(scorer, runtime))
+    try:
+        with pytest.raises(Unavailable):
+            _blocking(engine, PAIRS[:2])
+        assert not engine.alive
+        with pytest.raises(Unavailable, match="restarting"):
+            _blocking(engine, PAIRS[:2])
+    finally:
+        engine.close()
 
 
 def test_closing_refuses_waiting_requests_and_finishes_the_running_round(gated):
     scorer, runtime = gated
     engine = _engine(scorer)
     running, waiting = {}, {}
-    holder = threading.Thread(target=_capture, args=(running, engine.score_blocking, PAIRS[:1]))
+    holder = threading.Thread(target=_capture, args=(running, _blocking, engine, PAIRS[:1]))
     holder.start()
     assert runtime.entered.wait(10)
-    waiter = threading.Thread(target=_capture, args=(waiting, engine.score_blocking, PAIRS[1:3]))
+    waiter = threading.Thread(target=_capture, args=(waiting, _blocking, engine, PAIRS[1:3]))
     waiter.start()
     wait_for(lambda: engine.queued_pairs == 2)
     closer = threading.Thread(target=engine.close)
@@ -186,13 +282,6 @@ def test_closing_refuses_waiting_requests_and_finishes_the_running_round(gated):
     runtime.gate.set()
     closer.join(timeout=30)
     holder.join(timeout=30)
-    assert running["result"].scores.shape == (1,)
+    assert running["result"].shape == (1,)
     with pytest.raises(Unavailable):
-        engine.score_blocking(PAIRS[:1])
-
-
-def _capture(into: dict, function, *args):
-    try:
-        into["result"] = function(*args)
-    except Exception as error:  # the test inspects it
-        into["error"] = error
+        _blocking(engine, PAIRS[:1])

@@ -8,11 +8,12 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.pairs import PairTokenizer
+from models.pairs import EncodedRows, PairTokenizer
 from serving.errors import InvalidInput, TooLarge
 from serving.inputs import InputRules, check_pairs, check_sentence
 from training.data import DataValidationError, read_pairs
@@ -93,17 +94,23 @@ def test_pair_tokens_fit_the_budget_and_say_when_they_were_cut(tokenizer, pairs)
     encoded = tokenizer.encode(first, second)
     unlimited = PairTokenizer(tokenizer.tokenizer.__class__.from_str(tokenizer.tokenizer.to_str()), 10**6, 0)
     full = unlimited.encode(first, second)
-    for row, whole in zip(encoded, full):
-        assert len(row) <= tokenizer.max_length and len(row.ids) == len(row.type_ids)
-        assert row.truncated == (len(whole) > tokenizer.max_length)
-        if not row.truncated:
+    assert len(encoded.ids) == len(encoded.type_ids) == encoded.offsets[-1]
+    for i in range(len(pairs)):
+        row, whole = encoded[i : i + 1], full[i : i + 1]
+        assert row.tokens <= tokenizer.max_length
+        assert row.truncated[0] == (whole.tokens > tokenizer.max_length)
+        if not row.truncated[0]:
             assert row.ids.tolist() == whole.ids.tolist()
         assert set(row.type_ids.tolist()) <= {0, 1}
-    alone = [tokenizer.encode([a], [b])[0] for a, b in pairs]  # a pair's tokens never depend on its batch-mates
-    assert [r.ids.tolist() for r in alone] == [r.ids.tolist() for r in encoded]
+    alone = [tokenizer.encode([a], [b]) for a, b in pairs]  # a pair's tokens never depend on its batch-mates
+    assert [r.ids.tolist() for r in alone] == [encoded[i : i + 1].ids.tolist() for i in range(len(pairs))]
+    assert EncodedRows.concat(alone).ids.tolist() == encoded.ids.tolist()
+    order = np.arange(len(pairs))[::-1]
+    assert encoded[order][order].ids.tolist() == encoded.ids.tolist()  # gathering rows keeps each row whole
     batch = tokenizer.pad(encoded)
-    assert batch["input_ids"].shape == (len(pairs), max(len(r) for r in encoded))
-    assert batch["attention_mask"].sum(axis=1).tolist() == [len(r) for r in encoded]
+    assert batch["input_ids"].shape == (len(pairs), encoded.lengths.max())
+    assert batch["attention_mask"].sum(axis=1).tolist() == encoded.lengths.tolist()
+    assert batch["input_ids"][batch["attention_mask"] == 1].tolist() == encoded.ids.tolist()
 
 
 @settings(max_examples=300, deadline=None)

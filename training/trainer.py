@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
-from models.pairs import EncodedPair, PairTokenizer
+from models.pairs import EncodedRows, PairTokenizer
 from models.scoring import MAX_SCORE, ScoreSettings
 from training.data import with_swapped_pairs
 from training.metrics import sts_metrics
@@ -30,10 +30,11 @@ _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 
 
 class PairDataset(Dataset):
-    """Tokenised sentence pairs with float labels: items ``pair`` (:class:`~models.pairs.EncodedPair`),
-    ``input_ids`` (its ids, which ``group_by_length`` measures) and ``labels``."""
+    """Tokenised sentence pairs with float labels: items ``pair`` (the pair's row, an
+    :class:`~models.pairs.EncodedRows` of one), ``input_ids`` (its ids, which ``group_by_length``
+    measures) and ``labels``."""
 
-    def __init__(self, pairs: list[EncodedPair], labels: np.ndarray):
+    def __init__(self, pairs: EncodedRows, labels: np.ndarray):
         if len(pairs) != len(labels):
             raise ValueError(f"{len(pairs)} pairs for {len(labels)} labels")
         self.pairs = pairs
@@ -43,7 +44,7 @@ class PairDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
-        pair = self.pairs[index]
+        pair = self.pairs[index : index + 1]
         return {"pair": pair, "input_ids": pair.ids, "labels": float(self.labels[index])}
 
 
@@ -70,7 +71,7 @@ class PairCollator:
         self.input_names = input_names
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        arrays = self.tokenizer.pad([f["pair"] for f in features])
+        arrays = self.tokenizer.pad(EncodedRows.concat([f["pair"] for f in features]))
         batch = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
         batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)
         return batch
