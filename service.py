@@ -107,40 +107,44 @@ class KoSTS:
         path = self.model.path
         self.tag = str(self.model.tag)
         self.metadata = read_metadata(path)
-        owned = True
-        if not settings.separate_model_process:
-            self.engine: ScoringEngine | None = start_engine(settings, path, self.tag)
-            rows, device = self.engine, self.engine.scorer.device
-        elif isinstance(self.scoring_model, ScoringModel):  # not under `bentoml serve`: the model in this process
-            self.engine, owned = self.scoring_model.engine, False
-            rows, device = self.engine, self.engine.scorer.device
-        else:
-            self.engine = None
-            rows = Links([socket_path(runner_uri(ScoringModel.name), i + 1) for i in range(settings.gpu_workers)])
-            device = "not known yet (the model process is starting)"
-        self.rules = settings.input_rules()
-        codec = PairCodec.for_package(path, settings.symmetric)
-        self.frontend = Frontend(codec, rows, settings.tokenizer_threads, TokenizerMetrics(), owns_rows=owned)
         self.info = ModelInfo(
             tag=self.tag,
             backend=settings.backend,
-            device=device,
+            device="not known yet (the model process is starting)",
             base_model=base_model_name(self.metadata),
             metrics=metrics_by_runtime(self.metadata),
         )
+        owned = True
+        if not settings.separate_model_process:
+            self.engine: ScoringEngine | None = start_engine(settings, path, self.tag)
+            rows = self.engine
+        elif isinstance(self.scoring_model, ScoringModel.inner):  # not under `bentoml serve`: the model in this process
+            self.engine, owned = self.scoring_model.engine, False
+            rows = self.engine
+        else:
+            self.engine = None
+            paths = [socket_path(runner_uri(ScoringModel.name), i + 1) for i in range(settings.gpu_workers)]
+            rows = Links(paths, on_status=self._model_status)
+        if self.engine is not None:
+            self.info.device = self.engine.scorer.device
+        self.rules = settings.input_rules()
+        codec = PairCodec.for_package(path, settings.symmetric)
+        self.frontend = Frontend(codec, rows, settings.tokenizer_threads, TokenizerMetrics(), owns_rows=owned)
         if self.grpc:
             self.grpc.serve(ServedModel(self.frontend, self.rules, self.info))
         logger.info(
             "serving %s (%s; dev %s) with %s", self.tag, self.info.base_model, _dev_metrics(self.info.metrics), rows
         )
 
+    def _model_status(self, status: dict) -> None:
+        """The model process's status, as its link connects: the device it runs on."""
+        self.info.device = status["device"]
+
     async def __is_ready__(self) -> bool:
         """Ready once the model answers: in this process at once, else when the link reaches the model process."""
         if self.engine is not None:
             return True
         status = await self.frontend.rows.ping()
-        if status is not None:
-            self.info.device = status["device"]
         return bool(status and status["alive"])
 
     async def __is_alive__(self) -> bool:

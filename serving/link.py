@@ -56,14 +56,15 @@ RECONNECT_S = 0.2
 UNREACHABLE = "the model process is not reachable yet (starting or restarting); retry shortly"
 
 
-def socket_path(runner_uri: str, index: int = 0) -> Path:
-    """The link socket of GPU owner ``index``, beside the composed service's own socket (``unix:///...``)."""
-    if not runner_uri.startswith("unix://"):
+def socket_path(runner_uri: str, index: int = 1) -> Path:
+    """The link socket of GPU owner ``index``, beside the composed service's own socket (``file:///...sock``)."""
+    scheme, _, path = runner_uri.partition("://")
+    if scheme not in ("file", "unix"):
         raise ValueError(
-            f"the model service listens on {runner_uri}, not a Unix socket: the link needs the GPU owner on this "
-            "host (unset BENTOML_NO_UDS)"
+            f"the model service listens on {runner_uri}, not a Unix socket: the link needs the model process on "
+            "this host (unset BENTOML_NO_UDS)"
         )
-    return Path(runner_uri.removeprefix("unix://")).parent / SOCKET_NAME.format(index=index)
+    return Path(path).parent / SOCKET_NAME.format(index=index)
 
 
 class _LoopThread:
@@ -214,10 +215,12 @@ class LinkClient:
 
     Args:
         path: the owner's link socket.
+        on_status: called (on the link's thread) with the owner's status each time the link connects.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_status: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
+        self.on_status = on_status
         self.connected = False
         self.disconnected_since = time.monotonic()
         self._ids = itertools.count(1)
@@ -300,6 +303,7 @@ class LinkClient:
             logged = False
             self._writer, self.connected = writer, True
             logger.info("link: connected to the model process at %s", self.path)
+            hello = asyncio.ensure_future(self._hello())
             try:
                 await self._read(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
@@ -307,10 +311,20 @@ class LinkClient:
                     "link: lost the model process; failing %d requests in flight, reconnecting", len(self._pending)
                 )
             finally:
+                hello.cancel()
                 self.connected, self._writer = False, None
                 self.disconnected_since = time.monotonic()
                 writer.close()
                 await self._drop(Unavailable("the model process restarted while scoring; retry", retry_after_s=1.0))
+
+    async def _hello(self) -> None:
+        """Asks a newly connected owner for its status and passes it on."""
+        request_id = next(self._ids)
+        future: Future = Future()
+        self._send(request_id, _frame(_ID.pack(PING, request_id)), future)
+        status = await asyncio.wrap_future(future)
+        if self.on_status:
+            self.on_status(status)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -341,10 +355,11 @@ class Links:
 
     Args:
         paths: the owners' link sockets.
+        on_status: called with an owner's status each time its link connects.
     """
 
-    def __init__(self, paths: list[Path]):
-        self.clients = [LinkClient(path) for path in paths]
+    def __init__(self, paths: list[Path], on_status: Callable[[dict[str, Any]], None] | None = None):
+        self.clients = [LinkClient(path, on_status) for path in paths]
 
     def __str__(self) -> str:
         return "the model process at " + ", ".join(str(client.path) for client in self.clients)

@@ -15,8 +15,8 @@ import pytest
 
 from ko_sts import GrpcClient, HttpClient, KoStsError, PairScore, RankedCandidate, Retry
 from ko_sts.client import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
-from serving.engine import Scored
 from serving.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
+from serving.frontend import Scored
 from serving.grpc_server import ServedModel
 from serving.inputs import InputRules
 from tests.test_grpc import INFO, local_server

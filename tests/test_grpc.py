@@ -2,7 +2,7 @@
 
 In-process tests run the real :class:`serving.grpc_server.GrpcServer` and a real grpcio client,
 in front of the tiny model's engine held behind a gate (so that "in flight" is certain) or a fake
-engine that fails on demand. The slow tests start `bentoml serve` once, with HTTP and gRPC on
+front that fails on demand. The slow tests start `bentoml serve` once, with HTTP and gRPC on
 free ports, and compare the two protocols call by call.
 """
 
@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from ko_sts import GrpcClient, HttpClient
 from ko_sts.v1 import similarity_pb2 as pb
 from ko_sts.v1 import similarity_pb2_grpc as pb_grpc
-from serving.engine import EngineSettings, Scored, ScoringEngine
+from serving.engine import EngineSettings, ScoringEngine
 from serving.errors import (
     ERROR_TABLE,
     DeadlineExceeded,
@@ -39,6 +39,7 @@ from serving.errors import (
     TooLarge,
     Unavailable,
 )
+from serving.frontend import Frontend, Scored
 from serving.grpc_server import GrpcOptions, GrpcServer, ServedModel
 from serving.inputs import InputRules
 from serving.schemas import ModelInfo
@@ -85,17 +86,17 @@ def local_server(grace_s: float = 10.0):
 
 @pytest.fixture
 def gated_engine(scorer):
-    """The tiny model's engine whose forward passes wait for ``runtime.gate``."""
+    """The tiny model's front over an engine whose forward passes wait for ``runtime.gate``."""
     gated_scorer, runtime = behind_gate(scorer)
     observer = Rounds()
     engine = ScoringEngine(gated_scorer, EngineSettings(), observer)
-    yield engine, runtime, observer
+    yield Frontend(gated_scorer, engine), runtime, observer
     runtime.gate.set()
     engine.close()
 
 
 def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_starts(gated_engine):
-    engine, runtime, _ = gated_engine
+    front, runtime, _ = gated_engine
     with local_server() as (server, channel):
         stub = pb_grpc.SimilarityStub(channel)
         assert _health(channel) == NOT_SERVING and _health(channel, "ko_sts.v1.Similarity") == NOT_SERVING
@@ -106,7 +107,7 @@ def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_start
         assert re.fullmatch(r"[0-9a-f]{16}", metadata.pop("x-request-id"))
         assert metadata == {"ko-sts-error": "unavailable", "retry-after": "1"}
 
-        server.serve(ServedModel(engine, InputRules(), INFO))
+        server.serve(ServedModel(front, InputRules(), INFO))
         assert _health(channel) == SERVING and _health(channel, "ko_sts.v1.Similarity") == SERVING
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
         assert next(watch).status == SERVING
@@ -127,9 +128,9 @@ def test_health_is_not_serving_until_the_model_is_served_and_once_shutdown_start
 
 
 def test_a_passed_deadline_drops_the_work(gated_engine, scorer):
-    engine, runtime, observer = gated_engine
+    front, runtime, observer = gated_engine
     with local_server() as (server, channel):
-        server.serve(ServedModel(engine, InputRules(), INFO))
+        server.serve(ServedModel(front, InputRules(), INFO))
         stub = pb_grpc.SimilarityStub(channel)
         holder = stub.Score.future(_request(PAIRS[:1]), timeout=30)
         assert runtime.entered.wait(10)  # the worker is busy with the first call
@@ -143,8 +144,8 @@ def test_a_passed_deadline_drops_the_work(gated_engine, scorer):
         assert observer.rounds == [1]
 
 
-class FailingEngine:
-    """An engine that raises ``error`` for every request."""
+class FailingFrontend:
+    """A scoring front that raises ``error`` for every request."""
 
     def __init__(self, error: Exception):
         self.error = error
@@ -168,7 +169,7 @@ class FailingEngine:
 )
 def test_every_failure_gets_its_error_table_code_and_metadata(error):
     with local_server() as (server, channel):
-        server.serve(ServedModel(FailingEngine(error), InputRules(), INFO))
+        server.serve(ServedModel(FailingFrontend(error), InputRules(), INFO))
         stub = pb_grpc.SimilarityStub(channel)
         for call, request in [
             (stub.Score, _request(PAIRS[:2])),
@@ -210,7 +211,7 @@ def test_bad_input_is_invalid_argument_naming_the_field(call, field):
         "rank_top_k": lambda stub: stub.Rank(pb.RankRequest(query="가", candidates=["나"], top_k=0)),
     }
     with local_server() as (server, channel):
-        server.serve(ServedModel(FailingEngine(AssertionError("never scored")), InputRules(max_pairs=4), INFO))
+        server.serve(ServedModel(FailingFrontend(AssertionError("never scored")), InputRules(max_pairs=4), INFO))
         with pytest.raises(grpc.RpcError) as bad:
             requests[call](pb_grpc.SimilarityStub(channel))
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -260,7 +261,6 @@ def served(trained_package, tmp_path_factory):
         "KO_STS_BACKEND": "onnx",
         "KO_STS_GRPC_PORT": str(grpc_port),
         "KO_STS_QUEUE_TIMEOUT_MS": "60000",  # a loaded CI machine must not turn load into refusals
-        "KO_STS_MAX_QUEUED_PAIRS": "4096",
     }
     bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")
     with open(log, "w") as output:

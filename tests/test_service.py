@@ -29,7 +29,7 @@ def served(request, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     # these tests check answers, not overload: on a slow shared CI machine, 32 concurrent requests can
     # exceed the CPU's default queue bound (48 pairs) or timeout (2 s), which would answer 429 or 503 by design
-    env = {"KO_STS_BACKEND": "onnx", "KO_STS_QUEUE_TIMEOUT_MS": "60000", "KO_STS_MAX_QUEUED_PAIRS": "4096"}
+    env = {"KO_STS_BACKEND": "onnx", "KO_STS_QUEUE_TIMEOUT_MS": "60000"}
     with serve(str(tag), log, env) as server:
         yield server.http, package, str(tag)
 
