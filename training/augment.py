@@ -48,8 +48,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.logs import configure_logging
 from training.data import SENTENCE_COLUMNS, read_pairs
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.augment")
 

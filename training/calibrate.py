@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.logs import configure_logging
 from models.package import read_metadata, write_metadata
 from models.scoring import CONFIG_FILE, CONFIG_KEY, MAX_SCORE, Calibration, ScoreSettings
+from training.logs import configure_logging
 from training.metrics import balanced_weights, metrics_by_source, sts_metrics
 
 logger = logging.getLogger("training.calibrate")

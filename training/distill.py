@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.logs import configure_logging
 from models.scoring import MAX_SCORE
 from training.data import read_pairs
+from training.logs import configure_logging
 from training.splits import char_tfidf, normalise_sentence
 
 logger = logging.getLogger("training.distill")

@@ -18,9 +18,9 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from models.backends import ONNX_INT8, ONNX_SUBDIR
-from models.logs import configure_logging
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
 from training.contrast import format_table
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.release")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from models.logs import configure_logging
+from training.logs import configure_logging
 from training.metrics import balanced_weights, sts_metrics
 
 logger = logging.getLogger("training.selection")

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.logs import configure_logging
 from models.package import REPORT_DIR, read_metadata, write_metadata
 from models.scorer import load_scorer
 from training.arguments import recorded_selection_weights, selection_score
 from training.evaluate import evaluate_scorer, evaluation_sets, score_frame
+from training.logs import configure_logging
 from training.metrics import metrics_by_source
 
 logger = logging.getLogger("training.soup")

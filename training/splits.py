@@ -32,8 +32,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from models.logs import configure_logging
 from training.data import merge_duplicate_pairs, read_pairs, split_train_validation
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.splits")
 

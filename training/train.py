@@ -29,7 +29,6 @@ from transformers import AutoTokenizer, TrainerCallback, set_seed
 
 from models.backends import accepted_inputs
 from models.cross_encoder import build_cross_encoder
-from models.logs import configure_logging
 from models.package import REPORT_DIR, file_sha256, read_metadata, write_metadata
 from models.scoring import ScoreSettings
 from training.arguments import (
@@ -46,6 +45,7 @@ from training.data import (
     read_pairs,
     warn_on_overlap,
 )
+from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
 from training.splits import split_pairs
 from training.trainer import (

@@ -32,8 +32,8 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from models.logs import configure_logging
 from training.arguments import SELECTION, arguments_from_dict
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.tune")
 

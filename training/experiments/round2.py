@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from models.logs import configure_logging
 from models.package import read_metadata
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.round2")
 
