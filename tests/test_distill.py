@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import read_pairs
-from training.distill import out_of_fold_pairs, repaired_pairs, soft_labels, write_jsonl
+from training.data import read_pairs, write_pairs
+from training.distill import out_of_fold_pairs, repaired_pairs, soft_labels
 from training.train import apply_soft_labels
 
 SENTENCES = [
@@ -43,7 +43,7 @@ def test_out_of_fold_labels_mix_teacher_and_gold(tmp_path):
     pairs = soft_labels([a, b], weight=0.25)
     assert pairs["label"].tolist() == pytest.approx([3.75, 1.25, 0.25, 4.75])
     assert list(pairs.columns) == ["sentence1", "sentence2", "label", "source"]
-    path = write_jsonl(pairs, tmp_path / "soft.jsonl")
+    path = write_pairs(pairs, tmp_path / "soft.jsonl")
     assert read_pairs(path)["label"].tolist() == pytest.approx([3.75, 1.25, 0.25, 4.75])
     with pytest.raises(ValueError, match="weight must be between 0 and 1"):
         soft_labels([a, b], weight=1.5)

@@ -37,7 +37,6 @@ rewritten twins.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import re
@@ -48,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.data import SENTENCE_COLUMNS, read_pairs
+from training.data import SENTENCE_COLUMNS, read_pairs, write_pairs
 from training.logs import configure_logging
 
 logger = logging.getLogger("training.augment")
@@ -1240,14 +1239,6 @@ def augment(
     return pd.DataFrame(chosen, columns=["sentence1", "sentence2", "label", "kind", "source_location"])
 
 
-def write_jsonl(frame: pd.DataFrame, path: Path) -> None:
-    """Writes one JSON object per row (UTF-8, Korean kept readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in frame.to_dict(orient="records"):
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Command-line entry point; returns the written pairs."""
     configure_logging()
@@ -1263,7 +1254,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     pairs = read_pairs(args.input)
     exclude = read_pairs(args.exclude) if args.exclude else None
     frame = augment(pairs, args.input.name, args.per_kind or None, args.seed, exclude)
-    write_jsonl(frame, args.output)
+    write_pairs(frame, args.output)
     logger.info("wrote %d pairs to %s", len(frame), args.output)
     return frame
 

@@ -20,7 +20,6 @@ The teachers' held-out validation pairs are never written: they stay the student
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from models.scoring import MAX_SCORE
-from training.data import read_pairs
+from training.data import read_pairs, write_pairs
 from training.logs import configure_logging
 from training.splits import char_tfidf, normalise_sentence
 
@@ -124,15 +123,6 @@ def soft_labels(
     return pairs
 
 
-def write_jsonl(pairs: pd.DataFrame, path: Path) -> Path:
-    """Writes pairs as JSON Lines (``read_pairs`` reads them back)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in pairs.to_dict(orient="records"):
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     configure_logging()
@@ -146,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     pairs = soft_labels(args.teachers, args.augment, args.repair, args.weight, args.device, args.seed)
-    write_jsonl(pairs, args.output)
+    write_pairs(pairs, args.output)
     logger.info("%d soft-labelled pairs written to %s", len(pairs), args.output)
 
 

@@ -15,9 +15,14 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score
 
 from models.scoring import SIMILAR_THRESHOLD
-from training.splits import label_bins
 
 MIN_SOURCE_PAIRS = 10  # per-source metrics of fewer pairs are not reported
+LABEL_BIN_EDGES = (1.0, 2.0, 3.0, 4.0)  # bins [0,1) [1,2) [2,3) [3,4) [4,5]
+
+
+def label_bins(labels: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Bin index 0-4 of each 0-5 label: [0,1) [1,2) [2,3) [3,4) [4,5]."""
+    return np.digitize(np.asarray(labels, dtype=np.float64), LABEL_BIN_EDGES)
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:

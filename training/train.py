@@ -38,16 +38,10 @@ from training.arguments import (
     run_selection_weights,
     selection_score,
 )
-from training.data import (
-    FileInfo,
-    drop_pairs_sharing_sentences,
-    merge_duplicate_pairs,
-    read_pairs,
-    warn_on_overlap,
-)
+from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
 from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
-from training.splits import split_pairs
+from training.splits import drop_pairs_sharing_sentences, split_pairs
 from training.trainer import (
     PairCollator,
     PairDataset,
