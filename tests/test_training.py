@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import TrainerControl
 
 from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR
@@ -19,7 +19,6 @@ from models.cross_encoder import ScoreSettings, build_cross_encoder
 from models.package import file_sha256, read_metadata
 from tests.conftest import TINY_CONFIG
 from training.arguments import arguments_from_dict, parse_arguments, selection_score, selection_weights, use_bf16
-from training.soup import average_weights
 from training.trainer import SelectBestEpoch, TimeLimit, layerwise_parameter_groups
 
 KORSTS_TRAIN = "data/korsts/korsts_train.jsonl"
@@ -157,19 +156,6 @@ def test_layerwise_decay_gives_lower_layers_smaller_rates(tiny_base):
     assert sum(len(g["params"]) for g in groups) == len(named)
 
 
-def test_weight_average_is_elementwise_mean(tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
-    for folder, value in ((first, 1.0), (second, 3.0)):
-        folder.mkdir()
-        save_file({"w": torch.full((2, 2), value, dtype=torch.float16)}, str(folder / "model.safetensors"))
-    averaged = average_weights([first, second])
-    assert averaged["w"].dtype == torch.float16 and torch.all(averaged["w"] == 2.0)
-    save_file({"other": torch.zeros(1)}, str(second / "model.safetensors"))
-    with pytest.raises(ValueError, match="not the same architecture"):
-        average_weights([first, second])
-    assert load_file(first / "model.safetensors")["w"][0, 0] == 1.0
-
-
 def test_best_epoch_weights_are_kept_in_memory_and_restored():
     model = torch.nn.Linear(2, 1)
     callback = SelectBestEpoch("eval_selection", keep=2, patience=2)
@@ -254,7 +240,6 @@ def test_saving_in_float16_leaves_the_trained_model_in_float32(tiny_base, tmp_pa
         best_epoch=1.0,
         averaged_checkpoints=[],
         averaging=None,
-        calibration=None,
         data=SimpleNamespace(train=[0] * 3, held_out={}, files={}),
         runtime_s=1.0,
         stopped_by_time_limit=False,
@@ -329,21 +314,3 @@ def test_weight_averaging_records_what_it_tried(options_run):
         averaging["validation_average"] if averaging["kept"] else averaging["validation_single"], abs=1e-6
     )
     assert bool(result.averaged_checkpoints) == averaging["kept"]
-
-
-def test_calibration_in_training_records_metrics_with_and_without(options_run, tmp_path):
-    from training.train import calibrate_result, save_model_package, write_run_record
-
-    arguments, result = options_run
-    raw_dev = result.scores["dev"].copy()
-    record = calibrate_result(result, "balanced")
-    assert record["metrics"]["dev"]["uncalibrated"]["pearson"] == pytest.approx(
-        np.corrcoef(raw_dev, result.data.evaluation["dev"]["label"])[0, 1]
-    )
-    assert result.metrics["dev"]["f1"] == pytest.approx(record["metrics"]["dev"]["calibrated"]["f1"])
-    np.testing.assert_allclose(result.scores["dev"], result.settings.calibration(raw_dev))
-    save_model_package(result, arguments, tmp_path / "model")
-    assert ScoreSettings.from_model_dir(tmp_path / "model").calibration == result.settings.calibration
-    assert read_metadata(tmp_path / "model")["calibration"] == record
-    write_run_record(result, arguments, tmp_path)
-    assert json.loads((tmp_path / "run.json").read_text())["calibration"]["knots"] == record["knots"]

@@ -131,13 +131,13 @@ class DataArguments:
         default=0.0,
         metadata={
             "help": "Also hold out this share of train_file at random as `validation_random` (the old scheme's "
-            "validation), reported every epoch and never selected on: training.selection compares the schemes."
+            "validation), reported every epoch and never selected on: research.selection compares the schemes."
         },
     )
     soft_label_file: str | None = field(
         default=None,
         metadata={
-            "help": "Pairs with teacher labels (training.distill): they replace the labels of the same training "
+            "help": "Pairs with teacher labels (research.distill): they replace the labels of the same training "
             "pairs; pairs not in train_file are added as training pairs. Held-out pairs keep gold labels."
         },
     )
@@ -213,17 +213,6 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Unix time: stop after the epoch at which another epoch would end past it (time budgets)."},
     )
-    calibrate: bool = field(
-        default=False,
-        metadata={
-            "help": "Fit a monotone score calibration on the validation predictions and store it with the model "
-            "(training.calibrate); metrics are recorded with and without it."
-        },
-    )
-    calibration_weighting: str = field(
-        default="balanced",
-        metadata={"help": "Calibration fit weights: 'balanced' (each label bin the same) or 'none'."},
-    )
     export_onnx: bool = field(default=True, metadata={"help": "Export ONNX (float32 and int8) and check parity."})
     save_to_store: bool = field(default=True, metadata={"help": "Save the result into the BentoML model store."})
     model_name: str = field(default="ko-sts", metadata={"help": "Name of the model in the BentoML store."})
@@ -240,8 +229,6 @@ class PipelineArguments:
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
         if not 0.0 <= self.selection_extra_weight < 1.0:
             raise ValueError(f"selection_extra_weight must be in [0, 1), got {self.selection_extra_weight}")
-        if self.calibration_weighting not in ("balanced", "none"):
-            raise ValueError(f"calibration_weighting must be 'balanced' or 'none', got {self.calibration_weighting!r}")
 
 
 Arguments = tuple[ModelArguments, DataArguments, PipelineArguments, TrainingArguments]

@@ -6,7 +6,7 @@ import logging
 
 import transformers
 
-OUR_LOGGERS = ("training", "models")
+OUR_LOGGERS = ("training", "models", "research")
 
 
 def configure_logging() -> None:

@@ -1,6 +1,6 @@
 """Turn an exported model package into the shipped default model (``models/default``).
 
-    python -m training.release outputs/final/best --notes training/experiments/default-notes.md
+    python -m training.release outputs/final/best --notes research/experiments/default-model.md
 
 Keeps what CPU serving needs (config, tokenizer, the int8 ONNX export), the metadata and the
 training report, and writes ``MODEL_CARD.md`` from the metadata, so that every figure on the

@@ -6,9 +6,8 @@ Writes ``<output_dir>/model/``: the Hugging Face checkpoint with its tokenizer, 
 (float32 and int8), ``metadata.json`` (metrics overall and per source, hyperparameters, data
 hashes, versions) and ``report/`` (learning curves, dev scatter, summary), then saves that
 folder into the BentoML model store. ``<output_dir>/run.json`` and ``scores.npz`` keep the run's
-per-epoch metrics and scores for ``training.selection``, ``training.calibrate`` and
-``training.distill``. The best epoch is chosen on the validation split of the training file,
-never on dev.
+per-epoch metrics and scores (what the studies in ``research/`` read). The best epoch is chosen on
+the validation split of the training file, never on dev.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +180,6 @@ class TrainingResult:
     averaging: dict | None
     runtime_s: float
     stopped_by_time_limit: bool = False
-    calibration: dict | None = None  # the fit and metrics without/with it (calibrate_result)
 
     @property
     def averaged_checkpoints(self) -> list[str]:
@@ -408,33 +406,8 @@ def save_model_package(result: TrainingResult, arguments: Arguments, package_dir
         },
         "versions": package_versions(),
     }
-    if result.calibration is not None:
-        metadata["calibration"] = result.calibration
     write_metadata(package_dir, metadata)
     return metadata
-
-
-def calibrate_result(result: TrainingResult, weighting: str) -> dict:
-    """Fits a score calibration on the validation scores and applies it to the result (settings, metrics).
-
-    Returns the record kept in ``metadata.json``: the fit and every set's metrics without and with it.
-    """
-    from training.calibrate import calibration_record, fit_calibration
-
-    frames = result.sets()
-    calibration = fit_calibration(result.scores["validation"], frames["validation"]["label"].to_numpy(), weighting)
-    raw = {name: result.scores[name] for name in frames}
-    labels = {name: frame["label"].to_numpy() for name, frame in frames.items()}
-    record = calibration_record(calibration, raw, labels, fitted_on="validation", weighting=weighting)
-    result.settings = replace(result.settings, calibration=calibration)
-    result.trainer.settings = result.settings
-    for name, frame in frames.items():
-        result.scores[name] = calibration(raw[name])
-        loss = result.metrics[name].get("loss")
-        result.metrics[name] = {**sts_metrics(result.scores[name], labels[name]), **({"loss": loss} if loss else {})}
-        result.metrics_by_source[name] = metrics_by_source(result.scores[name], labels[name], frame["source"].tolist())
-    result.calibration = record
-    return record
 
 
 def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path) -> Path:
@@ -451,7 +424,6 @@ def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path
         "history": [entry for entry in result.history if any(k.startswith("eval_") for k in entry)],
         "runtime_s": round(result.runtime_s, 1),
         "stopped_by_time_limit": result.stopped_by_time_limit,
-        "calibration": result.calibration,
     }
     (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     arrays = {}
@@ -481,8 +453,6 @@ def main(argv: list[str] | None = None) -> Path:
     arguments = parse_arguments(argv)
     pipeline, args = arguments[2], arguments[3]
     result = fine_tune(arguments)
-    if pipeline.calibrate:
-        calibrate_result(result, pipeline.calibration_weighting)
     package_dir = Path(args.output_dir) / "model"
     save_model_package(result, arguments, package_dir)
     write_run_record(result, arguments, Path(args.output_dir))

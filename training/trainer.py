@@ -125,7 +125,7 @@ class StsTrainer(Trainer):
 
     Metrics are computed on served scores (both orders averaged for symmetric models); during
     training the scores of every evaluation set are kept per epoch in :attr:`epoch_scores`
-    (``{set: [scores of epoch 1, ...]}``) for later analysis (``training.selection``). After each
+    (``{set: [scores of epoch 1, ...]}``) for later analysis (``research.selection``). After each
     evaluation of all sets, the weighted selection score is logged as ``eval_selection`` and
     passed to the callbacks.
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Round 2b (issue 10) on one GPU: the shipped recipe (training/configs/me5-small-ko-r2.yaml) with
+# Round 2b (issue 10) on one GPU: the shipped recipe (research/configs/me5-small-ko-r2.yaml) with
 # few processes so that runs get most of their schedule: alone, with KorSTS train mixed in, with
 # hard negatives (training.augment), and with both; two seeds where it matters, a weight soup per
 # recipe, the choice by selection score, the comparison and the contrast set per candidate.
 #
-#   BASE_MODEL=/path/to/me5-small-ko training/experiments/round2b.sh OUT_DIR [RUN_SECONDS]
+#   BASE_MODEL=/path/to/me5-small-ko research/experiments/round2b.sh OUT_DIR [RUN_SECONDS]
 #
 # Every run stops after the epoch that would end past RUN_SECONDS (stop_at; its best epoch is
 # kept). Results: OUT_DIR/train2.log, compare.md, contrast.md, OUT_DIR/work/final/model.
@@ -18,7 +18,7 @@ source "$(dirname "$0")/jobs.sh"
 start_mps "$python"; log "CUDA MPS: $mps"
 stop=$(( $(date +%s) + budget ))
 run() { local name=$1 seed=$2; shift 2
-  OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false $python -m training.train --config training/configs/me5-small-ko-r2.yaml \
+  OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false $python -m training.train --config research/configs/me5-small-ko-r2.yaml \
     --model_name_or_path "$base" --output_dir "$w/$name-s$seed" --seed "$seed" --data_seed "$seed" --stop_at "$stop" \
     --disable_tqdm true --save_dtype float32 ${EXTRA:-} "$@" > "$w/$name-s$seed.log" 2>&1 & }
 korsts=data/korsts/korsts_train.jsonl

@@ -2,9 +2,9 @@
 # Quality search on one GPU (issue 3, part 1): one-change ablations of the reference
 # me5-small-ko recipe and an Optuna study, all running at once and sharing the GPU.
 #
-#   training/experiments/search.sh OUT_DIR TUNE_SECONDS HARD_STOP_SECONDS
+#   research/experiments/search.sh OUT_DIR TUNE_SECONDS HARD_STOP_SECONDS
 #
-# Every ablation is $CONFIG (default training/configs/me5-small-ko.yaml) with one change; the
+# Every ablation is $CONFIG (default research/configs/me5-small-ko-r1.yaml) with one change; the
 # study samples $SPACE (default training/configs/search/me5-small-ko.yaml) with $WORKERS
 # processes and starts no trial after TUNE_SECONDS. Runs still going at HARD_STOP_SECONDS are
 # stopped (their per-epoch metrics stay in OUT_DIR/logs). Selection is on validation only.
@@ -14,7 +14,7 @@ source "$(dirname "$0")/jobs.sh"
 out=${1:-outputs/search}
 tune_seconds=${2:-450}
 hard_stop=${3:-540}
-config=${CONFIG:-training/configs/me5-small-ko.yaml}
+config=${CONFIG:-research/configs/me5-small-ko-r1.yaml}
 space=${SPACE:-training/configs/search/me5-small-ko.yaml}
 names=(baseline symmetric korsts mean_pooling bce llrd_0.8 long_early_stop average_top3)
 mkdir -p "$out/logs"

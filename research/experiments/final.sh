@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Final training on one GPU (issue 3, part 2): each candidate config is trained with several
-# data seeds at once, merged by training.soup (the weight average, kept only if it beats every
+# data seeds at once, merged by research.soup (the weight average, kept only if it beats every
 # seed on validation), and the candidate with the best validation Pearson is copied to
 # OUT_DIR/best. Dev and KorSTS dev are reported, never used to choose.
 #
-#   training/experiments/final.sh OUT_DIR HARD_STOP_SECONDS "SEEDS" CONFIG...
+#   research/experiments/final.sh OUT_DIR HARD_STOP_SECONDS "SEEDS" CONFIG...
 set -uo pipefail
 source "$(dirname "$0")/jobs.sh"
 out=$1
@@ -30,7 +30,7 @@ for config in "${configs[@]}"; do
   finished=()
   for run in "$out/$name"/seed*/model; do [ -f "$run/metadata.json" ] && finished+=("$run"); done
   if [ ${#finished[@]} -ge 2 ]; then
-    python3 -m training.soup "$out/$name/soup" "${finished[@]}" >"$out/logs/$name-soup.log" 2>&1 && soups+=("$out/$name/soup")
+    python3 -m research.soup "$out/$name/soup" "${finished[@]}" >"$out/logs/$name-soup.log" 2>&1 && soups+=("$out/$name/soup")
   elif [ ${#finished[@]} -eq 1 ]; then
     soups+=("${finished[0]}")
   fi

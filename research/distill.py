@@ -1,6 +1,6 @@
 """Soft labels from a k-fold ensemble, for training one student model (knowledge distillation).
 
-    python -m training.distill --teachers outputs/cv/fold-0 ... --output soft.jsonl \
+    python -m research.distill --teachers outputs/cv/fold-0 ... --output soft.jsonl \
         [--augment hard_negatives.jsonl ...] [--repair 5000] [--weight 0.5]
 
 The teachers are the ``cv_folds`` runs of one recipe (``training.train`` output folders with
@@ -31,7 +31,7 @@ from training.data import read_pairs, write_pairs
 from training.logs import configure_logging
 from training.splits import char_tfidf, normalise_sentence
 
-logger = logging.getLogger("training.distill")
+logger = logging.getLogger("research.distill")
 
 REPAIR_MAX_SIMILARITY = 0.8  # closer pairs are near-duplicates: nothing new to learn
 

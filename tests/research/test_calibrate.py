@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from models.package import read_metadata
 from models.scorer import load_scorer
 from models.scoring import Calibration, ScoreSettings
-from training.calibrate import calibrate_package, fit_calibration
+from research.calibrate import calibrate_package, fit_calibration
 from training.evaluate import evaluation_sets, score_frame
 from training.metrics import sts_metrics
 

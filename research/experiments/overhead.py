@@ -1,6 +1,6 @@
 """Per-step and per-epoch overheads of a training run that do not depend on the GPU, measured on the CPU.
 
-    PYTHONPATH=. python training/experiments/overhead.py --model ../shared/models/me5-small-ko
+    PYTHONPATH=. python research/experiments/overhead.py --model ../shared/models/me5-small-ko
 
 Times, single-threaded and interleaved (median of repeats), on KLUE-STS train batches of 32:
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Round 3 (issue 10) on one GPU: hard negatives for every contrast kind (training.augment), on the
-# shipped default's own split (training/configs/me5-small-ko-r3.yaml), trained two ways:
+# shipped default's own split (research/configs/me5-small-ko-r3.yaml), trained two ways:
 #   from the base model:      KLUE-STS alone (reference), + hard negatives, + KorSTS + hard negatives (2 seeds)
 #   from the shipped default: + KorSTS + hard negatives (2 seeds), + hard negatives; 3 epochs at lr 2e-5
 # (PLAN=seeds instead: three more seeds of the first KorSTS + hard-negative recipe, two of the
@@ -11,7 +11,7 @@
 # hard negatives, since telling meaning from topic is a requirement (issue 10, item 4) that
 # validation does not measure. Dev, KorSTS dev and the contrast set are reported, never used.
 #
-#   BASE_MODEL=/path/to/me5-small-ko training/experiments/round3.sh OUT_DIR [RUN_SECONDS]
+#   BASE_MODEL=/path/to/me5-small-ko research/experiments/round3.sh OUT_DIR [RUN_SECONDS]
 #
 # CONTINUE_FROM replaces the shipped default as the second starting point and EXTRA adds
 # arguments to every run (a quick check: a tiny model and --max_train_samples).
@@ -20,7 +20,7 @@ set -u
 out=$1; budget=${2:-400}; t0=$SECONDS; w=$out/work; mkdir -p "$w"
 python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_MODEL}
 log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/round3.log"; }
-config=training/configs/me5-small-ko-r3.yaml
+config=research/configs/me5-small-ko-r3.yaml
 
 # The shipped default as a float32 checkpoint (rebuilt from its int8 export) to continue from.
 default=${CONTINUE_FROM:-$w/default-fp32}

@@ -1,7 +1,7 @@
 """Score calibration: a strictly increasing map, fitted on held-out predictions, stored with the model.
 
-    python -m training.calibrate outputs/run/model                       # fit on its validation split
-    python -m training.calibrate outputs/run/model --predictions outputs/cv/fold*/scores.npz   # out-of-fold
+    python -m research.calibrate outputs/run/model                       # fit on its validation split
+    python -m research.calibrate outputs/run/model --predictions outputs/cv/fold*/scores.npz   # out-of-fold
 
 The map is an isotonic regression of the gold labels on the served scores (both orders already
 averaged, exactly what the service computes before calibrating), made strictly increasing: one
@@ -28,7 +28,7 @@ from models.scoring import CONFIG_FILE, CONFIG_KEY, MAX_SCORE, Calibration, Scor
 from training.logs import configure_logging
 from training.metrics import balanced_weights, metrics_by_source, sts_metrics
 
-logger = logging.getLogger("training.calibrate")
+logger = logging.getLogger("research.calibrate")
 
 IDENTITY_BLEND = 0.01  # share of the identity in the map: the least slope of a flat isotonic block
 WEIGHTINGS = ("balanced", "none")

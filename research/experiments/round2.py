@@ -11,7 +11,7 @@ B (to 82%): the best recipe so far (by selection score) retrained on all non-val
   (the best recipe again) distilled from the teachers: out-of-fold soft labels, hard negatives
   and re-paired training sentences labelled by the teachers;
 C: a weight soup of the seeds, the final choice by selection score only, its calibration, and
-  the reports: the validation schemes against dev (training.selection), the study, the
+  the reports: the validation schemes against dev (research.selection), the study, the
   candidates with per-source and contrast-set figures, and summary.md.
 
 Every training run stops itself at its phase's end (``stop_at``: the best epoch so far is
@@ -39,7 +39,7 @@ import yaml
 from models.package import read_metadata
 from training.logs import configure_logging
 
-logger = logging.getLogger("training.round2")
+logger = logging.getLogger("research.round2")
 
 STUDY = "round2"
 KORSTS_TRAIN = "data/korsts/korsts_train.jsonl"
@@ -71,7 +71,7 @@ PROFILES = {
         seeds=3,
         bootstrap=500,
         repair=4000,
-        space="training/configs/search/me5-small-ko-r2.yaml",
+        space="research/configs/search/me5-small-ko-r2.yaml",
         candidates=CANDIDATES,
     ),
     # a CPU dry run of every step with the tiny random encoder (make tiny-model)
@@ -374,7 +374,7 @@ class Round2:
             distill = [
                 self.python,
                 "-m",
-                "training.distill",
+                "research.distill",
                 "--teachers",
                 *map(str, teachers),
                 "--output",
@@ -397,7 +397,7 @@ class Round2:
         """Soup, final choice, then the reports, most important first; each step only if time is left."""
         seeds = sorted(p.parent for p in (self.out / "final").glob("seed-*/model/metadata.json"))
         if len(seeds) >= 2:
-            from training.soup import make_soup
+            from research.soup import make_soup
 
             def soup() -> None:
                 kept = make_soup(self.out / "final" / "soup", seeds)["soup"]["kept"]
@@ -407,7 +407,7 @@ class Round2:
         self.step("choose", self.choose_final, need=5)
         final = self.out / "final" / "model"
         if final.is_dir():
-            from training.calibrate import calibrate_package
+            from research.calibrate import calibrate_package
 
             self.step("calibrate", lambda: calibrate_package(final), need=15)
         self.step("selection", self.selection_report, need=10)
@@ -447,7 +447,7 @@ class Round2:
         self.notes.append(f"export it for serving: python -m training.export {final}")
 
     def selection_report(self) -> None:
-        from training.selection import load_runs, report, run_rows
+        from research.selection import load_runs, report, run_rows
 
         runs = load_runs([p for p in self.run_dirs() if "cv" not in p.relative_to(self.out).parts])
         cv = [p for p in sorted((self.out / "cv").glob("*")) if p.is_dir()]
@@ -482,11 +482,11 @@ class Round2:
     def study_report(self) -> None:
         import optuna
 
-        from training.tune import _storage, write_report
+        from training.tune import study_storage, write_report
 
         database = self.out / "study" / STUDY / "study.db"
         if database.is_file():
-            study = optuna.load_study(study_name=STUDY, storage=_storage(f"sqlite:///{database}"))
+            study = optuna.load_study(study_name=STUDY, storage=study_storage(f"sqlite:///{database}"))
             base = yaml.safe_load((self.out / "recipes" / "study-base.yaml").read_text(encoding="utf-8"))
             write_report(study, base, database.parent)
 
@@ -620,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hard-stop", type=float, default=540, help="seconds from start when everything must be written"
     )
-    parser.add_argument("--config", type=Path, default=Path("training/configs/me5-small-ko-r2.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("research/configs/me5-small-ko-r2.yaml"))
     parser.add_argument("--base-model", default=os.environ.get("BASE_MODEL"), help="encoder folder (default: config's)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get("PROFILE", "gpu"))
     args = parser.parse_args(argv)

@@ -39,12 +39,12 @@ start_mps() {
 stop_mps() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
 
 # soup_recipes WORK RECIPE...: for each recipe with runs WORK/RECIPE-s*/model, their weight soup
-# in WORK/RECIPE-soup, made with $python (training.soup keeps the best run when averaging does not help).
+# in WORK/RECIPE-soup, made with $python (research.soup keeps the best run when averaging does not help).
 soup_recipes() {
   local work=$1 recipe packages; shift
   for recipe in "$@"; do
     packages=$(ls -d "$work/$recipe"-s*/model/ 2>/dev/null | tr '\n' ' ')
-    [ -n "$packages" ] && $python -m training.soup "$work/$recipe-soup" $packages > "$work/$recipe-soup.log" 2>&1 &
+    [ -n "$packages" ] && $python -m research.soup "$work/$recipe-soup" $packages > "$work/$recipe-soup.log" 2>&1 &
   done
   wait
 }

@@ -1,4 +1,4 @@
-"""Soft labels from k-fold teachers (training.distill) and their use as training labels."""
+"""Soft labels from k-fold teachers (research.distill) and their use as training labels."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from research.distill import out_of_fold_pairs, repaired_pairs, soft_labels
 from training.data import read_pairs, write_pairs
-from training.distill import out_of_fold_pairs, repaired_pairs, soft_labels
 from training.train import apply_soft_labels
 
 SENTENCES = [

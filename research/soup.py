@@ -1,6 +1,6 @@
 """Merge several fine-tuned runs into one model by averaging their weights (a "model soup").
 
-    python -m training.soup outputs/soup outputs/run-a/model outputs/run-b/model ...
+    python -m research.soup outputs/soup outputs/run-a/model outputs/run-b/model ...
 
 The runs must share architecture and score settings (e.g. one config trained with different
 ``data_seed`` values). The average is kept only if its selection score (the runs'
@@ -27,7 +27,7 @@ from training.evaluate import evaluate_scorer, evaluation_sets, score_frame
 from training.logs import configure_logging
 from training.metrics import metrics_by_source
 
-logger = logging.getLogger("training.soup")
+logger = logging.getLogger("research.soup")
 
 WEIGHTS = "model.safetensors"
 

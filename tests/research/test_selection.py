@@ -1,4 +1,4 @@
-"""Rank agreement of validation schemes with dev, and cross-validation summaries (training.selection)."""
+"""Rank agreement of validation schemes with dev, and cross-validation summaries (research.selection)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from training.metrics import balanced_weights, weighted_pearson
-from training.selection import (
+from research.selection import (
     NEW,
     OLD,
     Run,
@@ -19,6 +18,7 @@ from training.selection import (
     report,
     scheme_scores,
 )
+from training.metrics import balanced_weights, weighted_pearson
 
 
 def synthetic_runs(n_runs: int = 12, seed: int = 0) -> list[Run]:

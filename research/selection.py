@@ -1,6 +1,6 @@
 """Does a validation scheme rank recipes the way held-out data does? Rank correlations with bootstrap intervals.
 
-    python -m training.selection RUN_DIR... [--bootstrap 1000] [--csv runs.csv] [--cv CV_DIR...]
+    python -m research.selection RUN_DIR... [--bootstrap 1000] [--csv runs.csv] [--cv CV_DIR...]
 
 Every run (a ``training.train`` output folder or a tuning trial, with ``run.json`` and
 ``scores.npz``) that held out both the grouped validation split and a random one
@@ -37,7 +37,7 @@ from scipy.stats import kendalltau, spearmanr
 from training.logs import configure_logging
 from training.metrics import balanced_weights, sts_metrics
 
-logger = logging.getLogger("training.selection")
+logger = logging.getLogger("research.selection")
 
 
 @dataclass(frozen=True)
