@@ -21,6 +21,7 @@ from models.backends import ONNX_INT8, ONNX_SUBDIR
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
 from training.contrast import format_table
 from training.logs import configure_logging
+from training.report import calibration_table
 
 logger = logging.getLogger("training.release")
 
@@ -83,19 +84,12 @@ def _calibration_text(metadata: dict) -> str:
     record = metadata.get("calibration")
     if not record:
         return ""
-    rows = [
-        f"| {name} | {m['uncalibrated']['pearson']:.4f} | {m['calibrated']['pearson']:.4f} | "
-        f"{m['uncalibrated']['f1']:.4f} | {m['calibrated']['f1']:.4f} |"
-        for name, m in record["metrics"].items()
-    ]
     return f"""
 Scores are calibrated: a strictly increasing map ({record["knots"]} knots, `config.json` `ko_sts.calibration`)
 fitted on {record["fitted_on"]} ({record["fit_pairs"]} pairs), applied after both orders are averaged.
 Rankings are unchanged; PyTorch metrics without and with it:
 
-| set | Pearson | calibrated | F1 | calibrated |
-|---|---:|---:|---:|---:|
-{chr(10).join(rows)}
+{calibration_table(record)}
 """
 
 
