@@ -9,8 +9,6 @@ import re
 import pandas as pd
 import pytest
 
-from models.package import file_sha256
-from tests.conftest import DEFAULT_PACKAGE, REPO
 from training.augment import (
     ANTONYM_ADVERBS,
     ANTONYM_NOUNS,
@@ -357,17 +355,3 @@ def test_a_word_list_group_with_an_unknown_option_is_refused():
         [{"pairs": [["한산하다", "붐비다"]], "part": "adjective verb", "forms": ["predicate", "ge"]}]
     )
     assert pair[0].adjective == (True, False) and pair[0].keys[-1] == "ge"
-
-
-@pytest.mark.slow
-def test_the_shipped_defaults_hard_negatives_regenerate_byte_for_byte(tmp_path):
-    """The recipe's hard negatives, made again from KLUE-STS train, are the file the shipped model trained on."""
-    recorded = next(
-        info
-        for info in json.loads((DEFAULT_PACKAGE / "metadata.json").read_text())["data"]["extra_train"]
-        if info["path"].endswith("hn.jsonl")
-    )
-    output = tmp_path / "hn.jsonl"
-    main([str(REPO / "data/klue-sts/klue_sts_train.jsonl"), str(output), "--per-kind", "1000", "--seed", "13"])
-    assert file_sha256(output) == recorded["sha256"]
-    assert len(output.read_text(encoding="utf-8").splitlines()) == recorded["rows"] == 5003

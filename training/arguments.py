@@ -209,6 +209,13 @@ class PipelineArguments:
             "in memory either way; checkpoints only cost time unless you resume from them."
         },
     )
+    stop_after_epoch: int | None = field(
+        default=None,
+        metadata={
+            "help": "End training after this epoch while keeping the learning-rate schedule of num_train_epochs "
+            "(the shipped default's run was cut so, after epoch 5 of 6, by its time budget)."
+        },
+    )
     stop_at: float | None = field(
         default=None,
         metadata={"help": "Unix time: stop after the epoch at which another epoch would end past it (time budgets)."},
@@ -227,6 +234,8 @@ class PipelineArguments:
             )
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ValueError(f"stop_after_epoch must be 1 or more (or unset), got {self.stop_after_epoch}")
         if not 0.0 <= self.selection_extra_weight < 1.0:
             raise ValueError(f"selection_extra_weight must be in [0, 1), got {self.selection_extra_weight}")
 

@@ -33,10 +33,11 @@ Two ways out:
   1. the Hugging Face hub: unset HF_HUB_OFFLINE and let this machine reach https://huggingface.co
      (or a mirror, HF_ENDPOINT); the model is downloaded once, then read from the cache
      (~/.cache/huggingface). make train fine-tunes KoELECTRA-base-v3 from there; make train-small
-     builds outputs/me5-small-ko from multilingual-e5-small there;
+     builds outputs/bases/me5-small-ko from multilingual-e5-small there;
   2. a local copy: a folder with the model's config.json, weights and tokenizer, named by
-     --model_name_or_path DIR (or model_name_or_path: in the config). Where ../shared/models/me5-small-ko
-     exists (the base of the shipped default), make reproduce-default uses it.
+     --model_name_or_path DIR (make train TRAIN_ARGS="--model_name_or_path DIR") or by
+     model_name_or_path: in the config. The 4-bit me5-small-ko the shipped default was made from is
+     one (../shared/models/me5-small-ko where it exists): make reproduce-default ME5_SMALL_KO=DIR.
 See docs/training.md, "Which base model"."""
 
 
@@ -72,3 +73,18 @@ def require_base_model(name: str) -> str:
     except Exception as error:  # noqa: BLE001 (any network failure means the same to the user)
         raise BaseModelUnavailable(_ways_out(name, f"the hub cannot be reached ({error})")) from None
     return "hub"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.base_model NAME``: says how NAME would load, or exits 1 with the ways out."""
+    import sys
+
+    (name,) = sys.argv[1:] if argv is None else argv
+    try:
+        print(f"{name}: {require_base_model(name)}")
+    except BaseModelUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    main()

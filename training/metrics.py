@@ -1,7 +1,7 @@
 """KLUE-STS metrics: Pearson and Spearman correlation, F1 of the binarised scores, and variants for selection.
 
 ``balanced_pearson`` weighs each label bin (0-1, 1-2, 2-3, 3-4, 4-5) equally. KLUE-STS train is
-dominated by near-zero pairs (39% below 1.0, mostly pairs of unrelated sentences that are easy to
+dominated by near-zero pairs (37% below 1.0, mostly pairs of unrelated sentences that are easy to
 score), which pushes a plain Pearson on a split of train to about 0.97 and leaves little room to
 tell recipes apart; the equal-weight version counts every part of the scale the same.
 """

@@ -37,6 +37,7 @@ from training.arguments import (
     run_selection_weights,
     selection_score,
 )
+from training.base_model import BaseModelUnavailable, require_base_model
 from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
 from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
@@ -45,6 +46,7 @@ from training.trainer import (
     PairCollator,
     PairDataset,
     SelectBestEpoch,
+    StopAfterEpoch,
     StsTrainer,
     TimeLimit,
     pair_dataset,
@@ -196,6 +198,7 @@ class TrainingResult:
 def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
     """Trains, selects the best epoch on validation and scores every set with the selected model."""
     model_args, data_args, pipeline, args = arguments
+    require_base_model(model_args.model_name_or_path)  # before anything slow: a missing base stops at once
     set_seed(args.seed)
     data = prepare_data(data_args)
     settings = ScoreSettings(
@@ -213,6 +216,10 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         "eval_selection", keep=pipeline.average_top_k, patience=pipeline.early_stopping_patience
     )
     time_limit = TimeLimit(pipeline.stop_at) if pipeline.stop_at else None
+    stops = [
+        *([time_limit] if time_limit else []),
+        *([StopAfterEpoch(pipeline.stop_after_epoch)] if pipeline.stop_after_epoch else []),
+    ]
     trainer = StsTrainer(
         model=model,
         args=args,
@@ -220,7 +227,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
         data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,
-        callbacks=[EpochLogger(), selection, *([time_limit] if time_limit else []), *(callbacks or [])],
+        callbacks=[EpochLogger(), selection, *stops, *(callbacks or [])],
         settings=settings,
         selection_weights=weights,
         objective=model_args.objective,
@@ -344,6 +351,7 @@ def hyperparameters(arguments: Arguments) -> dict:
         "selection_extra_weight": pipeline.selection_extra_weight,
         "average_top_k": pipeline.average_top_k,
         "early_stopping_patience": pipeline.early_stopping_patience,
+        "stop_after_epoch": pipeline.stop_after_epoch,
         **{k: getattr(args, k) for k in training_keys},
     }
 
@@ -452,7 +460,10 @@ def main(argv: list[str] | None = None) -> Path:
     configure_logging()
     arguments = parse_arguments(argv)
     pipeline, args = arguments[2], arguments[3]
-    result = fine_tune(arguments)
+    try:
+        result = fine_tune(arguments)
+    except BaseModelUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
     package_dir = Path(args.output_dir) / "model"
     save_model_package(result, arguments, package_dir)
     write_run_record(result, arguments, Path(args.output_dir))

@@ -3,7 +3,8 @@
 Pairs are tokenised once, when a dataset is built (the shared :class:`models.pairs.PairTokenizer`),
 and only padded per batch. The selected epoch's weights are kept in memory
 (:class:`SelectBestEpoch`) rather than written as checkpoints, and :class:`TimeLimit` ends a run
-cleanly inside a time budget: both keep short runs (tuning trials) cheap.
+cleanly inside a time budget: both keep short runs (tuning trials) cheap. :class:`StopAfterEpoch`
+ends one after a given epoch of a longer schedule.
 """
 
 from __future__ import annotations
@@ -273,3 +274,15 @@ class TimeLimit(TrainerCallback):
             logger.warning("time budget: stopping after epoch %.0f (the best epoch so far is kept)", state.epoch)
             control.should_training_stop = True
             self.stopped = True
+
+
+class StopAfterEpoch(TrainerCallback):
+    """Stops training after epoch ``epoch``; the learning-rate schedule stays that of ``num_train_epochs``."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.epoch >= self.epoch and not control.should_training_stop:
+            logger.info("stop_after_epoch: stopping after epoch %.0f of %g", state.epoch, args.num_train_epochs)
+            control.should_training_stop = True

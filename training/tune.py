@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna: TPE sampling, median pruning, SQLite storage.
 
-    python -m training.tune --config training/configs/me5-small-ko.yaml \
-        --space training/configs/search/me5-small-ko.yaml --workers 4 --n-trials 40 --timeout 3600
+    python -m training.tune --config training/configs/koelectra-base-v3.yaml \
+        --space training/configs/search/default.yaml --workers 4 --n-trials 40 --timeout 3600
 
 Each trial fine-tunes with the base config plus the sampled values and reports its selection
 score (``selection_metric`` on validation, by default the label-balanced Pearson, plus any extra
@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from training.arguments import SELECTION, arguments_from_dict
+from training.base_model import BaseModelUnavailable, require_base_model
 from training.logs import configure_logging
 
 logger = logging.getLogger("training.tune")
@@ -256,6 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(study_dir / 'study.db').resolve()}"
     base = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    try:
+        require_base_model(base["model_name_or_path"])
+    except BaseModelUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
     study = optuna.create_study(
         study_name=study_name,
         storage=study_storage(storage),
