@@ -5,7 +5,7 @@
 #   research/experiments/search.sh OUT_DIR TUNE_SECONDS HARD_STOP_SECONDS
 #
 # Every ablation is $CONFIG (default research/configs/me5-small-ko-r1.yaml) with one change; the
-# study samples $SPACE (default training/configs/search/me5-small-ko.yaml) with $WORKERS
+# study samples $SPACE (default training/configs/search/default.yaml) with $WORKERS
 # processes and starts no trial after TUNE_SECONDS. Runs still going at HARD_STOP_SECONDS are
 # stopped (their per-epoch metrics stay in OUT_DIR/logs). Selection is on validation only.
 # Results: OUT_DIR/ablations.md (python -m training.compare), OUT_DIR/tune/<study>/report.md.
@@ -15,7 +15,7 @@ out=${1:-outputs/search}
 tune_seconds=${2:-450}
 hard_stop=${3:-540}
 config=${CONFIG:-research/configs/me5-small-ko-r1.yaml}
-space=${SPACE:-training/configs/search/me5-small-ko.yaml}
+space=${SPACE:-training/configs/search/default.yaml}
 names=(baseline symmetric korsts mean_pooling bce llrd_0.8 long_early_stop average_top3)
 mkdir -p "$out/logs"
 
