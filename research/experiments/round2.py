@@ -255,7 +255,7 @@ class Round2:
         end = self.at(0.48)
         stop_at = end - 0.03 * self.limit
         profile = self.profile
-        if not os.environ.get("HARD_NEGATIVES") and Path("training/augment.py").is_file():
+        if not os.environ.get("HARD_NEGATIVES") and Path("training/augment").is_dir():
             self.jobs.start(
                 "augment",
                 [
