@@ -14,7 +14,6 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from tests.conftest import KLUE_DEV
 from training.base_model import BaseModelUnavailable, require_base_model
-from training.trainer import pair_tokenizer
 from training.vocab_trim import TOKENIZER_CONFIG, choose_pieces, corpus_sentences, main, trim
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -100,9 +99,11 @@ def test_the_trim_keeps_what_korean_needs_and_tokenises_as_before(full_model, co
     assert torch.equal(weights[name], original[name][torch.tensor(ids)])
     assert torch.equal(weights["encoder.layer.0.output.dense.weight"], original["encoder.layer.0.output.dense.weight"])
     assert AutoModel.from_pretrained(tmp_path / "trimmed").config.vocab_size == size
-    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tmp_path / "trimmed"), max_length=64)
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "trimmed")  # as training.train loads a base
     first, second = sentences[:2]
-    assert pairs.encode([first], [second])[0].ids.tolist() == after.encode(first, second).ids
+    assert loaded(first, second)["input_ids"] == after.encode(first, second).ids
+    backend = Tokenizer.from_str(loaded.backend_tokenizer.to_str())  # what training.trainer.pair_tokenizer wraps
+    assert backend.encode(first, second).ids == after.encode(first, second).ids
 
 
 def test_a_budget_below_the_pieces_korean_needs_is_refused(full_model, corpus, tmp_path):
