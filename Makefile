@@ -3,11 +3,18 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
-CONFIG ?= training/configs/me5-small-ko.yaml
-SPACE ?= training/configs/search/me5-small-ko.yaml
+CONFIG ?= training/configs/koelectra-base-v3.yaml
+SPACE ?= training/configs/search/default.yaml
 WORKERS ?= 1
+# The small model (docs/training.md): its recipe, the trimmed hub base it starts from, the 4-bit
+# me5-small-ko the shipped default was made from, and the hard negatives both train on.
+SMALL_CONFIG := training/configs/me5-small-ko.yaml
+SMALL_HUB_MODEL := intfloat/multilingual-e5-small
+SMALL_BASE := outputs/bases/me5-small-ko
+ME5_SMALL_KO ?= ../shared/models/me5-small-ko
+HARD_NEGATIVES := outputs/hard-negatives/klue_sts_train.jsonl
 
-.PHONY: install lock serve import-default test test-fast lint train tune tiny-model base-image image image-gpu check-image clean
+.PHONY: install lock serve import-default test test-fast lint train train-small reproduce-default me5-small-ko-base hard-negatives tune tiny-model base-image image image-gpu check-image clean
 
 $(BIN)/.installed: requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,8 +43,27 @@ test-fast: install ## skip the slow tests (service processes, full dev evaluatio
 lint: install
 	$(BIN)/ruff check .
 
-train: install ## fine-tune, export and store: make train CONFIG=training/configs/me5-small-ko.yaml
-	$(BIN)/python -m training.train --config $(CONFIG)
+train: install ## fine-tune KoELECTRA-base-v3 (hub), export and store; another recipe: make train CONFIG=... [TRAIN_ARGS=...]
+	$(BIN)/python -m training.train --config $(CONFIG) $(TRAIN_ARGS)
+
+train-small: install $(SMALL_BASE)/config.json $(HARD_NEGATIVES) ## the shipped default's recipe from the hub's multilingual-e5-small, vocabulary trimmed
+	$(BIN)/python -m training.train --config $(SMALL_CONFIG) $(TRAIN_ARGS)
+
+reproduce-default: install me5-small-ko-base $(HARD_NEGATIVES) ## the shipped default's run again, from the 4-bit me5-small-ko [ME5_SMALL_KO=dir]
+	$(BIN)/python -m training.train --config $(SMALL_CONFIG) --model_name_or_path $(ME5_SMALL_KO) \
+		--base_model_name "intfloat/multilingual-e5-small (Korean vocabulary trim, me5-small-ko)" \
+		--output_dir outputs/me5-small-ko-default $(TRAIN_ARGS)
+
+me5-small-ko-base: install # is ME5_SMALL_KO there? (before the hard negatives are made)
+	$(BIN)/python -m training.base_model $(ME5_SMALL_KO)
+
+hard-negatives: $(HARD_NEGATIVES) ## the small recipe's 5,003 hard negatives (the shipped default's, byte for byte)
+
+$(HARD_NEGATIVES): data/klue-sts/klue_sts_train.jsonl $(wildcard training/augment/*.py training/augment/wordlists/*.yaml) | install
+	$(BIN)/python -m training.augment $< $@ --per-kind 1000 --seed 13
+
+$(SMALL_BASE)/config.json: | install
+	$(BIN)/python -m training.vocab_trim $(SMALL_HUB_MODEL) $(SMALL_BASE)
 
 tune: install ## hyperparameter search: make tune CONFIG=... SPACE=... WORKERS=4
 	$(BIN)/python -m training.tune --config $(CONFIG) --space $(SPACE) --workers $(WORKERS)

@@ -29,7 +29,7 @@ class ScoreSettingsError(ValueError):
 class Calibration:
     """A strictly increasing piecewise-linear map from raw to calibrated scores (``np.interp``).
 
-    Fitted on held-out predictions (``training.calibrate``); strictly increasing, so it moves
+    Fitted on held-out predictions (``research.calibrate``); strictly increasing, so it moves
     scores across the 3.0 threshold without changing any ranking.
     """
 

@@ -1,4 +1,4 @@
-"""Hard-negative generation: conjugation, each rewrite rule on concrete Korean, determinism, output file."""
+"""Hard negatives: conjugation, each rewrite rule on concrete Korean, the word lists, determinism, the output."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from training.augment import (
     swap_entity,
     swap_roles,
 )
+from training.augment.wordlists import WORDLISTS, antonym_predicates
 from training.data import read_pairs
 
 
@@ -335,3 +336,22 @@ def test_excluded_sentences_are_not_rewritten():
     used = set(frame["sentence1"])
     assert not used & {held_out["sentence1"].iloc[0], held_out["sentence2"].iloc[0]}
     assert "정부는 내년부터 지원을 확대한다." in used
+
+
+def test_every_word_list_says_where_it_comes_from():
+    files = sorted(WORDLISTS.glob("*.yaml"))
+    assert [f.stem for f in files] == ["agents", "antonyms", "entities", "intents", "negation"]
+    for path in files:
+        header = path.read_text(encoding="utf-8").split("\n\n")[0]
+        assert header.startswith("#") and "Provenance:" in header, path.name
+
+
+def test_a_word_list_group_with_an_unknown_option_is_refused():
+    with pytest.raises(ValueError, match="antonyms.yaml predicates: a group needs `pairs` and takes after"):
+        antonym_predicates([{"pairs": [["넓다", "좁다"]], "one_wya": True}])
+    with pytest.raises(ValueError, match="unknown form 'casual'"):
+        antonym_predicates([{"pairs": [["넓다", "좁다"]], "forms": ["casual"]}])
+    pair = antonym_predicates(
+        [{"pairs": [["한산하다", "붐비다"]], "part": "adjective verb", "forms": ["predicate", "ge"]}]
+    )
+    assert pair[0].adjective == (True, False) and pair[0].keys[-1] == "ge"

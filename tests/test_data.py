@@ -1,4 +1,4 @@
-"""Reading, validating, merging and splitting pair files."""
+"""Reading, validating, merging and writing pair files."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import KLUE_DEV, REPO
-from training.data import (
-    DataValidationError,
-    drop_pairs_sharing_sentences,
-    merge_duplicate_pairs,
-    read_pairs,
-    split_train_validation,
-    with_swapped_pairs,
-)
+from training.data import DataValidationError, merge_duplicate_pairs, read_pairs, with_swapped_pairs, write_pairs
 
 
 def write_jsonl(path, rows):
@@ -161,19 +154,6 @@ def test_shipped_train_duplicates_are_the_seven_known_pairs():
     assert len(merge_duplicate_pairs(raw, "train")) == 11668 - 7
 
 
-def test_split_is_nine_to_one_seeded_and_disjoint():
-    pairs = read_pairs(KLUE_DEV)
-    train, validation = split_train_validation(pairs, 0.1, seed=7)
-    again_train, again_validation = split_train_validation(pairs, 0.1, seed=7)
-    other_train, _ = split_train_validation(pairs, 0.1, seed=8)
-    assert (len(train), len(validation)) == (467, 52)
-    assert train.equals(again_train) and validation.equals(again_validation)
-    assert not train.equals(other_train)
-    assert set(train["location"]).isdisjoint(validation["location"])
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        split_train_validation(pairs, 1.0, seed=7)
-
-
 def test_swapped_pairs_follow_the_originals():
     pairs = pd.DataFrame({"sentence1": ["가"], "sentence2": ["나"], "label": [2.0], "location": ["line 1"]})
     both = with_swapped_pairs(pairs)
@@ -181,14 +161,14 @@ def test_swapped_pairs_follow_the_originals():
     assert both["label"].tolist() == [2.0, 2.0]
 
 
-def test_pairs_sharing_a_held_out_sentence_are_dropped():
-    held_out = pd.DataFrame({"sentence1": ["숙소가 깨끗해요."], "sentence2": ["위치가 좋아요"]})
-    extra = pd.DataFrame(
-        {
-            "sentence1": ["숙소가 깨끗해요", "방이 넓어요.", "호스트가 친절해요."],
-            "sentence2": ["숙소가 깨끗하지 않아요.", "위치가 좋아요!", "호스트가 불친절해요."],
-            "label": [1.0, 2.0, 1.0],
-        }
+def test_written_pairs_read_back(tmp_path):
+    pairs = pd.DataFrame(
+        {"sentence1": ["숙소가 깨끗해요."], "sentence2": ["숙소가 더러워요."], "label": [1.0], "kind": ["antonym"]}
     )
-    kept = drop_pairs_sharing_sentences(extra, [held_out], "extra")
-    assert kept["sentence1"].tolist() == ["호스트가 친절해요."]
+    path = write_pairs(pairs, tmp_path / "new" / "pairs.jsonl")
+    assert path.read_text(encoding="utf-8") == (
+        '{"sentence1": "숙소가 깨끗해요.", "sentence2": "숙소가 더러워요.", "label": 1.0, "kind": "antonym"}\n'
+    )
+    assert read_pairs(path)[["sentence1", "sentence2", "label"]].values.tolist() == [
+        ["숙소가 깨끗해요.", "숙소가 더러워요.", 1.0]
+    ]

@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
-from training.data import merge_duplicate_pairs, read_pairs, split_train_validation
+from tests.conftest import KLUE_DEV, REPO
+from training.data import merge_duplicate_pairs, read_pairs
+from training.metrics import label_bins
 from training.splits import (
     SplitSettings,
-    label_bins,
+    drop_pairs_sharing_sentences,
     nearest_training_similarity,
     normalise_sentence,
     pair_groups,
     split_pairs,
+    split_train_validation,
     stratified_group_folds,
 )
 
@@ -131,3 +133,29 @@ def test_bad_split_settings_are_refused(changes, message):
 
 def test_settings_recorded_before_the_grouped_scheme_rebuild_the_random_split():
     assert SplitSettings.from_dict({"validation_fraction": 0.1, "split_seed": 3, "pooling": "cls"}).split == "random"
+
+
+def test_split_is_nine_to_one_seeded_and_disjoint():
+    pairs = read_pairs(KLUE_DEV)
+    train, validation = split_train_validation(pairs, 0.1, seed=7)
+    again_train, again_validation = split_train_validation(pairs, 0.1, seed=7)
+    other_train, _ = split_train_validation(pairs, 0.1, seed=8)
+    assert (len(train), len(validation)) == (467, 52)
+    assert train.equals(again_train) and validation.equals(again_validation)
+    assert not train.equals(other_train)
+    assert set(train["location"]).isdisjoint(validation["location"])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_train_validation(pairs, 1.0, seed=7)
+
+
+def test_pairs_sharing_a_held_out_sentence_are_dropped():
+    held_out = pd.DataFrame({"sentence1": ["숙소가 깨끗해요."], "sentence2": ["위치가 좋아요"]})
+    extra = pd.DataFrame(
+        {
+            "sentence1": ["숙소가 깨끗해요", "방이 넓어요.", "호스트가 친절해요."],
+            "sentence2": ["숙소가 깨끗하지 않아요.", "위치가 좋아요!", "호스트가 불친절해요."],
+            "label": [1.0, 2.0, 1.0],
+        }
+    )
+    kept = drop_pairs_sharing_sentences(extra, [held_out], "extra")
+    assert kept["sentence1"].tolist() == ["호스트가 친절해요."]

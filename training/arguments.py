@@ -131,13 +131,13 @@ class DataArguments:
         default=0.0,
         metadata={
             "help": "Also hold out this share of train_file at random as `validation_random` (the old scheme's "
-            "validation), reported every epoch and never selected on: training.selection compares the schemes."
+            "validation), reported every epoch and never selected on: research.selection compares the schemes."
         },
     )
     soft_label_file: str | None = field(
         default=None,
         metadata={
-            "help": "Pairs with teacher labels (training.distill): they replace the labels of the same training "
+            "help": "Pairs with teacher labels (research.distill): they replace the labels of the same training "
             "pairs; pairs not in train_file are added as training pairs. Held-out pairs keep gold labels."
         },
     )
@@ -209,20 +209,16 @@ class PipelineArguments:
             "in memory either way; checkpoints only cost time unless you resume from them."
         },
     )
+    stop_after_epoch: int | None = field(
+        default=None,
+        metadata={
+            "help": "End training after this epoch while keeping the learning-rate schedule of num_train_epochs "
+            "(the shipped default's run was cut so, after epoch 5 of 6, by its time budget)."
+        },
+    )
     stop_at: float | None = field(
         default=None,
         metadata={"help": "Unix time: stop after the epoch at which another epoch would end past it (time budgets)."},
-    )
-    calibrate: bool = field(
-        default=False,
-        metadata={
-            "help": "Fit a monotone score calibration on the validation predictions and store it with the model "
-            "(training.calibrate); metrics are recorded with and without it."
-        },
-    )
-    calibration_weighting: str = field(
-        default="balanced",
-        metadata={"help": "Calibration fit weights: 'balanced' (each label bin the same) or 'none'."},
     )
     export_onnx: bool = field(default=True, metadata={"help": "Export ONNX (float32 and int8) and check parity."})
     save_to_store: bool = field(default=True, metadata={"help": "Save the result into the BentoML model store."})
@@ -238,10 +234,10 @@ class PipelineArguments:
             )
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ValueError(f"stop_after_epoch must be 1 or more (or unset), got {self.stop_after_epoch}")
         if not 0.0 <= self.selection_extra_weight < 1.0:
             raise ValueError(f"selection_extra_weight must be in [0, 1), got {self.selection_extra_weight}")
-        if self.calibration_weighting not in ("balanced", "none"):
-            raise ValueError(f"calibration_weighting must be 'balanced' or 'none', got {self.calibration_weighting!r}")
 
 
 Arguments = tuple[ModelArguments, DataArguments, PipelineArguments, TrainingArguments]

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.logs import configure_logging
 from models.scorer import load_scorer
 from models.scoring import MAX_SCORE, SIMILAR_THRESHOLD
 from training.data import MAX_REPORTED_PROBLEMS, DataValidationError, json_lines
 from training.evaluate import score_frame
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.contrast")
 

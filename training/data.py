@@ -1,4 +1,4 @@
-"""Reading, checking and splitting Korean STS pair files.
+"""Reading, checking and writing Korean STS pair files.
 
 Every reader returns a DataFrame with the columns ``sentence1``, ``sentence2``, ``label``
 (float, 0-5), ``source`` (KLUE-STS's ``source``, ``korsts-<genre>`` for KorSTS, else
@@ -215,33 +215,17 @@ def warn_on_overlap(train: pd.DataFrame, evaluation: pd.DataFrame, name: str) ->
         logger.warning("%d training pairs also occur in %s: its scores will be optimistic", len(shared), name)
 
 
-def split_train_validation(
-    pairs: pd.DataFrame, validation_fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Deterministic shuffled split into (train, validation); the same seed gives the same split."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    size = max(1, round(len(pairs) * validation_fraction))
-    validation = pairs.iloc[np.sort(order[:size])].reset_index(drop=True)
-    train = pairs.iloc[np.sort(order[size:])].reset_index(drop=True)
-    return train, validation
-
-
-def drop_pairs_sharing_sentences(pairs: pd.DataFrame, held_out: list[pd.DataFrame], name: str) -> pd.DataFrame:
-    """Drops pairs with a sentence (normalised) of a held-out set: augmented pairs built from its sentences leak."""
-    from training.splits import normalise_sentence
-
-    held = {normalise_sentence(s) for frame in held_out for c in SENTENCE_COLUMNS for s in frame[c]}
-    shares = pairs["sentence1"].map(normalise_sentence).isin(held) | pairs["sentence2"].map(normalise_sentence).isin(
-        held
-    )
-    if shares.any():
-        logger.info("%s: dropped %d pairs that share a sentence with a held-out set", name, int(shares.sum()))
-    return pairs[~shares].reset_index(drop=True)
-
-
 def with_swapped_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     """Returns the pairs followed by the same pairs in the other sentence order."""
     swapped = pairs.rename(columns={"sentence1": "sentence2", "sentence2": "sentence1"})
     return pd.concat([pairs, swapped[pairs.columns]], ignore_index=True)
+
+
+def write_pairs(pairs: pd.DataFrame, path: str | Path) -> Path:
+    """Writes pairs as JSON Lines, one object per row (UTF-8, Korean kept readable); ``read_pairs`` reads them back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in pairs.to_dict(orient="records"):
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.logs import configure_logging
 from models.package import file_sha256, read_metadata
 from models.scorer import Scorer, load_scorer
 from training.data import merge_duplicate_pairs, read_pairs
+from training.logs import configure_logging
 from training.metrics import sts_metrics
 from training.splits import SplitSettings, split_pairs
 

@@ -24,12 +24,12 @@ from transformers import AutoModelForSequenceClassification
 
 import models.cross_encoder  # noqa: F401  (registers the mean-pooling head with the Auto classes)
 from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, accepted_inputs
-from models.logs import configure_logging
 from models.package import read_metadata, write_metadata
 from models.pairs import PairTokenizer
 from models.scorer import Scorer, load_scorer
 from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
 from training.evaluate import evaluation_sets, score_frame
+from training.logs import configure_logging
 from training.metrics import sts_metrics
 from training.quantize import SCHEME, quantize_weights
 

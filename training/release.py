@@ -1,6 +1,6 @@
 """Turn an exported model package into the shipped default model (``models/default``).
 
-    python -m training.release outputs/final/best --notes training/experiments/default-notes.md
+    python -m training.release outputs/final/best --notes research/experiments/default-model.md
 
 Keeps what CPU serving needs (config, tokenizer, the int8 ONNX export), the metadata and the
 training report, and writes ``MODEL_CARD.md`` from the metadata, so that every figure on the
@@ -18,9 +18,10 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from models.backends import ONNX_INT8, ONNX_SUBDIR
-from models.logs import configure_logging
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
 from training.contrast import format_table
+from training.logs import configure_logging
+from training.report import calibration_table
 
 logger = logging.getLogger("training.release")
 
@@ -83,19 +84,12 @@ def _calibration_text(metadata: dict) -> str:
     record = metadata.get("calibration")
     if not record:
         return ""
-    rows = [
-        f"| {name} | {m['uncalibrated']['pearson']:.4f} | {m['calibrated']['pearson']:.4f} | "
-        f"{m['uncalibrated']['f1']:.4f} | {m['calibrated']['f1']:.4f} |"
-        for name, m in record["metrics"].items()
-    ]
     return f"""
 Scores are calibrated: a strictly increasing map ({record["knots"]} knots, `config.json` `ko_sts.calibration`)
 fitted on {record["fitted_on"]} ({record["fit_pairs"]} pairs), applied after both orders are averaged.
 Rankings are unchanged; PyTorch metrics without and with it:
 
-| set | Pearson | calibrated | F1 | calibrated |
-|---|---:|---:|---:|---:|
-{chr(10).join(rows)}
+{calibration_table(record)}
 """
 
 

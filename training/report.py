@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.logs import configure_logging
 from models.package import REPORT_DIR, read_metadata
 from models.scoring import MAX_SCORE, SIMILAR_THRESHOLD
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.report")
 

@@ -32,13 +32,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from models.logs import configure_logging
-from training.data import merge_duplicate_pairs, read_pairs, split_train_validation
+from training.data import SENTENCE_COLUMNS, merge_duplicate_pairs, read_pairs
+from training.logs import configure_logging
+from training.metrics import label_bins
 
 logger = logging.getLogger("training.splits")
 
 SPLIT_SCHEMES = ("random", "grouped")
-LABEL_BIN_EDGES = (1.0, 2.0, 3.0, 4.0)  # bins [0,1) [1,2) [2,3) [3,4) [4,5]
 LEAKAGE_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 _NON_WORD = re.compile(r"[\W_]+")
 _CHUNK = 4000
@@ -48,11 +48,6 @@ _GROUP_CACHE: dict[tuple, np.ndarray] = {}
 def normalise_sentence(sentence: str) -> str:
     """NFKC, lower case, no spaces or punctuation: the form near-duplicates are compared in."""
     return _NON_WORD.sub("", unicodedata.normalize("NFKC", sentence).lower())
-
-
-def label_bins(labels: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Bin index 0-4 of each 0-5 label: [0,1) [1,2) [2,3) [3,4) [4,5]."""
-    return np.digitize(np.asarray(labels, dtype=np.float64), LABEL_BIN_EDGES)
 
 
 def char_tfidf(sentences: Sequence[str]) -> sp.csr_matrix:
@@ -142,6 +137,19 @@ def grouped_folds(pairs: pd.DataFrame, n_folds: int, seed: int, threshold: float
     return stratified_group_folds(pair_groups(pairs, threshold), strata(pairs), n_folds, seed)
 
 
+def split_train_validation(
+    pairs: pd.DataFrame, validation_fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deterministic shuffled split into (train, validation); the same seed gives the same split."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    size = max(1, round(len(pairs) * validation_fraction))
+    validation = pairs.iloc[np.sort(order[:size])].reset_index(drop=True)
+    train = pairs.iloc[np.sort(order[size:])].reset_index(drop=True)
+    return train, validation
+
+
 def random_folds(n_rows: int, n_folds: int, seed: int) -> np.ndarray:
     """Fold of every row for a seeded random partition into near-equal folds."""
     order = np.random.default_rng(seed).permutation(n_rows)
@@ -211,6 +219,17 @@ def split_pairs(pairs: pd.DataFrame, settings: SplitSettings) -> dict[str, pd.Da
         held_out["cv_fold"] = train[folds == settings.cv_fold].reset_index(drop=True)
         train = train[folds != settings.cv_fold].reset_index(drop=True)
     return {"train": train, **held_out}
+
+
+def drop_pairs_sharing_sentences(pairs: pd.DataFrame, held_out: list[pd.DataFrame], name: str) -> pd.DataFrame:
+    """Drops pairs with a sentence (normalised) of a held-out set: augmented pairs built from its sentences leak."""
+    held = {normalise_sentence(s) for frame in held_out for c in SENTENCE_COLUMNS for s in frame[c]}
+    shares = pairs["sentence1"].map(normalise_sentence).isin(held) | pairs["sentence2"].map(normalise_sentence).isin(
+        held
+    )
+    if shares.any():
+        logger.info("%s: dropped %d pairs that share a sentence with a held-out set", name, int(shares.sum()))
+    return pairs[~shares].reset_index(drop=True)
 
 
 def nearest_training_similarity(train: pd.DataFrame, held_out: pd.DataFrame) -> np.ndarray:

@@ -18,8 +18,8 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, process
 from tokenizers.models import WordPiece
 from transformers import ElectraConfig, ElectraModel, PreTrainedTokenizerFast, set_seed
 
-from models.logs import configure_logging
 from training.data import read_pairs
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.tiny_model")
 

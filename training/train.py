@@ -6,9 +6,8 @@ Writes ``<output_dir>/model/``: the Hugging Face checkpoint with its tokenizer, 
 (float32 and int8), ``metadata.json`` (metrics overall and per source, hyperparameters, data
 hashes, versions) and ``report/`` (learning curves, dev scatter, summary), then saves that
 folder into the BentoML model store. ``<output_dir>/run.json`` and ``scores.npz`` keep the run's
-per-epoch metrics and scores for ``training.selection``, ``training.calibrate`` and
-``training.distill``. The best epoch is chosen on the validation split of the training file,
-never on dev.
+per-epoch metrics and scores (what the studies in ``research/`` read). The best epoch is chosen on
+the validation split of the training file, never on dev.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from transformers import AutoTokenizer, TrainerCallback, set_seed
 
 from models.backends import accepted_inputs
 from models.cross_encoder import build_cross_encoder
-from models.logs import configure_logging
 from models.package import REPORT_DIR, file_sha256, read_metadata, write_metadata
 from models.scoring import ScoreSettings
 from training.arguments import (
@@ -39,19 +37,16 @@ from training.arguments import (
     run_selection_weights,
     selection_score,
 )
-from training.data import (
-    FileInfo,
-    drop_pairs_sharing_sentences,
-    merge_duplicate_pairs,
-    read_pairs,
-    warn_on_overlap,
-)
+from training.base_model import BaseModelUnavailable, require_base_model
+from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
+from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
-from training.splits import split_pairs
+from training.splits import drop_pairs_sharing_sentences, split_pairs
 from training.trainer import (
     PairCollator,
     PairDataset,
     SelectBestEpoch,
+    StopAfterEpoch,
     StsTrainer,
     TimeLimit,
     pair_dataset,
@@ -187,7 +182,6 @@ class TrainingResult:
     averaging: dict | None
     runtime_s: float
     stopped_by_time_limit: bool = False
-    calibration: dict | None = None  # the fit and metrics without/with it (calibrate_result)
 
     @property
     def averaged_checkpoints(self) -> list[str]:
@@ -204,6 +198,7 @@ class TrainingResult:
 def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
     """Trains, selects the best epoch on validation and scores every set with the selected model."""
     model_args, data_args, pipeline, args = arguments
+    require_base_model(model_args.model_name_or_path)  # before anything slow: a missing base stops at once
     set_seed(args.seed)
     data = prepare_data(data_args)
     settings = ScoreSettings(
@@ -221,6 +216,10 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         "eval_selection", keep=pipeline.average_top_k, patience=pipeline.early_stopping_patience
     )
     time_limit = TimeLimit(pipeline.stop_at) if pipeline.stop_at else None
+    stops = [
+        *([time_limit] if time_limit else []),
+        *([StopAfterEpoch(pipeline.stop_after_epoch)] if pipeline.stop_after_epoch else []),
+    ]
     trainer = StsTrainer(
         model=model,
         args=args,
@@ -228,7 +227,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
         data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,
-        callbacks=[EpochLogger(), selection, *([time_limit] if time_limit else []), *(callbacks or [])],
+        callbacks=[EpochLogger(), selection, *stops, *(callbacks or [])],
         settings=settings,
         selection_weights=weights,
         objective=model_args.objective,
@@ -352,6 +351,7 @@ def hyperparameters(arguments: Arguments) -> dict:
         "selection_extra_weight": pipeline.selection_extra_weight,
         "average_top_k": pipeline.average_top_k,
         "early_stopping_patience": pipeline.early_stopping_patience,
+        "stop_after_epoch": pipeline.stop_after_epoch,
         **{k: getattr(args, k) for k in training_keys},
     }
 
@@ -414,33 +414,8 @@ def save_model_package(result: TrainingResult, arguments: Arguments, package_dir
         },
         "versions": package_versions(),
     }
-    if result.calibration is not None:
-        metadata["calibration"] = result.calibration
     write_metadata(package_dir, metadata)
     return metadata
-
-
-def calibrate_result(result: TrainingResult, weighting: str) -> dict:
-    """Fits a score calibration on the validation scores and applies it to the result (settings, metrics).
-
-    Returns the record kept in ``metadata.json``: the fit and every set's metrics without and with it.
-    """
-    from training.calibrate import calibration_record, fit_calibration
-
-    frames = result.sets()
-    calibration = fit_calibration(result.scores["validation"], frames["validation"]["label"].to_numpy(), weighting)
-    raw = {name: result.scores[name] for name in frames}
-    labels = {name: frame["label"].to_numpy() for name, frame in frames.items()}
-    record = calibration_record(calibration, raw, labels, fitted_on="validation", weighting=weighting)
-    result.settings = replace(result.settings, calibration=calibration)
-    result.trainer.settings = result.settings
-    for name, frame in frames.items():
-        result.scores[name] = calibration(raw[name])
-        loss = result.metrics[name].get("loss")
-        result.metrics[name] = {**sts_metrics(result.scores[name], labels[name]), **({"loss": loss} if loss else {})}
-        result.metrics_by_source[name] = metrics_by_source(result.scores[name], labels[name], frame["source"].tolist())
-    result.calibration = record
-    return record
 
 
 def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path) -> Path:
@@ -457,7 +432,6 @@ def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path
         "history": [entry for entry in result.history if any(k.startswith("eval_") for k in entry)],
         "runtime_s": round(result.runtime_s, 1),
         "stopped_by_time_limit": result.stopped_by_time_limit,
-        "calibration": result.calibration,
     }
     (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     arrays = {}
@@ -486,9 +460,10 @@ def main(argv: list[str] | None = None) -> Path:
     configure_logging()
     arguments = parse_arguments(argv)
     pipeline, args = arguments[2], arguments[3]
-    result = fine_tune(arguments)
-    if pipeline.calibrate:
-        calibrate_result(result, pipeline.calibration_weighting)
+    try:
+        result = fine_tune(arguments)
+    except BaseModelUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
     package_dir = Path(args.output_dir) / "model"
     save_model_package(result, arguments, package_dir)
     write_run_record(result, arguments, Path(args.output_dir))

@@ -3,7 +3,8 @@
 Pairs are tokenised once, when a dataset is built (the shared :class:`models.pairs.PairTokenizer`),
 and only padded per batch. The selected epoch's weights are kept in memory
 (:class:`SelectBestEpoch`) rather than written as checkpoints, and :class:`TimeLimit` ends a run
-cleanly inside a time budget: both keep short runs (tuning trials) cheap.
+cleanly inside a time budget: both keep short runs (tuning trials) cheap. :class:`StopAfterEpoch`
+ends one after a given epoch of a longer schedule.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class StsTrainer(Trainer):
 
     Metrics are computed on served scores (both orders averaged for symmetric models); during
     training the scores of every evaluation set are kept per epoch in :attr:`epoch_scores`
-    (``{set: [scores of epoch 1, ...]}``) for later analysis (``training.selection``). After each
+    (``{set: [scores of epoch 1, ...]}``) for later analysis (``research.selection``). After each
     evaluation of all sets, the weighted selection score is logged as ``eval_selection`` and
     passed to the callbacks.
 
@@ -274,3 +275,15 @@ class TimeLimit(TrainerCallback):
             logger.warning("time budget: stopping after epoch %.0f (the best epoch so far is kept)", state.epoch)
             control.should_training_stop = True
             self.stopped = True
+
+
+class StopAfterEpoch(TrainerCallback):
+    """Stops training after epoch ``epoch``; the learning-rate schedule stays that of ``num_train_epochs``."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.epoch >= self.epoch and not control.should_training_stop:
+            logger.info("stop_after_epoch: stopping after epoch %.0f of %g", state.epoch, args.num_train_epochs)
+            control.should_training_stop = True

@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna: TPE sampling, median pruning, SQLite storage.
 
-    python -m training.tune --config training/configs/me5-small-ko.yaml \
-        --space training/configs/search/me5-small-ko.yaml --workers 4 --n-trials 40 --timeout 3600
+    python -m training.tune --config training/configs/koelectra-base-v3.yaml \
+        --space training/configs/search/default.yaml --workers 4 --n-trials 40 --timeout 3600
 
 Each trial fine-tunes with the base config plus the sampled values and reports its selection
 score (``selection_metric`` on validation, by default the label-balanced Pearson, plus any extra
@@ -9,7 +9,7 @@ validation sets) after every epoch; the median pruner stops trials that fall beh
 is on held-out splits of the training data only (dev metrics are recorded, never optimised).
 Workers are processes sharing one SQLite study, so several trials run on one GPU at once and an
 interrupted study resumes where it stopped. Every finished trial leaves, in
-``trials/trial-N/``, ``run.json`` and ``scores.npz`` (for ``training.selection``) and
+``trials/trial-N/``, ``run.json`` and ``scores.npz`` (for ``research.selection``) and
 ``config.yaml`` (its full config); with ``--keep-packages K`` the trials among the K best so far
 also keep their model package. The report (``report.md``, ``trials.csv``, ``best.yaml``: the
 base config with the best trial's values) is written to the study folder.
@@ -32,8 +32,9 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from models.logs import configure_logging
 from training.arguments import SELECTION, arguments_from_dict
+from training.base_model import BaseModelUnavailable, require_base_model
+from training.logs import configure_logging
 
 logger = logging.getLogger("training.tune")
 
@@ -136,7 +137,7 @@ def _worker(
     keep_packages: int = 0,
 ) -> None:
     configure_logging()
-    study = optuna.load_study(study_name=study_name, storage=_storage(storage))
+    study = optuna.load_study(study_name=study_name, storage=study_storage(storage))
     study.optimize(
         objective_function(base, space, Path(output_root), deadline, keep_packages),
         timeout=max(0.0, deadline - time.time()),
@@ -145,8 +146,8 @@ def _worker(
     )
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    # several worker processes write to one SQLite file: wait for its lock instead of failing
+def study_storage(url: str) -> optuna.storages.RDBStorage:
+    """A study's storage: several worker processes write to one SQLite file, so each waits for its lock."""
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
 
 
@@ -256,9 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(study_dir / 'study.db').resolve()}"
     base = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    try:
+        require_base_model(base["model_name_or_path"])
+    except BaseModelUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
     study = optuna.create_study(
         study_name=study_name,
-        storage=_storage(storage),
+        storage=study_storage(storage),
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, n_startup_trials=max(8, args.workers)),

@@ -1,0 +1,76 @@
+"""Hard negatives from training sentences: the same topic and words, a different meaning.
+
+    python -m training.augment data/klue-sts/klue_sts_train.jsonl outputs/hard-negatives/klue_sts_train.jsonl \\
+        --per-kind 1000 --seed 13
+
+Every unique sentence of a pair file goes through six rules (:mod:`training.augment.rules`),
+each giving a pair (original, rewritten) with a low label; training on them teaches the
+cross-encoder that sharing a topic is not sharing a meaning (issue 10). The rules:
+
+* ``negation``: the sentence-final predicate is negated (``좋았어요`` -> ``좋지 않았어요``,
+  ``추진한다`` -> ``추진하지 않는다``, ``있습니다`` <-> ``없습니다``, ``숙소입니다`` ->
+  ``숙소가 아닙니다``);
+* ``antonym``: one word is replaced by its antonym in the same inflected form (``넓어요`` ->
+  ``좁아요``, ``깨끗하고`` -> ``더럽고``, ``증가했다`` -> ``감소했다``);
+* ``number``: one number, counted amount, time of day or weekday is changed (``3박`` ->
+  ``5박``, ``두 명`` -> ``네 명``, ``오전`` -> ``오후``);
+* ``entity``: one named place, country, family member or company is replaced by another of
+  its kind (``서울로`` -> ``부산으로``, ``엄마가`` -> ``아빠가``, ``네이버`` -> ``카카오``);
+* ``role``: the subject and the object (or recipient) are swapped when both are people or
+  organisations (``호스트가 게스트에게`` -> ``게스트가 호스트에게``);
+* ``intent``: the same topic, another question or request: the question word changes
+  (``언제`` -> ``어디서``) or one service noun is replaced by another of its domain
+  (``환불은`` -> ``배송은``, ``체크인 시간`` -> ``체크아웃 시간``).
+
+Inflected forms are generated forward by a small conjugator (:class:`hangul.Predicate`) from known
+stems and matched exactly, never guessed backwards from the surface, and a rule that is
+unsure skips the sentence: questions and requests are not negated, already negated
+clauses are left alone, ambiguous stems (``들었다``: 듣다 or 들다) are not touched. Rewrites
+are deterministic for a seed. The output is JSON Lines with ``sentence1`` (original),
+``sentence2`` (rewritten), ``label``, ``kind`` and ``source_location``, readable by
+:func:`training.data.read_pairs`, e.g. as an ``extra_train_files`` entry. Pass the
+validation split as ``--exclude`` so that its sentences do not reach training through their
+rewritten twins.
+
+The package, by concern: :mod:`~training.augment.hangul` (syllables, the conjugator, particles,
+words), :mod:`~training.augment.rules` (one function per rule),
+:mod:`~training.augment.wordlists` (the content words, read from ``wordlists/*.yaml``, each file
+with its provenance) and :mod:`~training.augment.generate` (labels, sampling, the command line).
+"""
+
+from training.augment.generate import KIND_LABELS, augment, generate, main, unique_sentences
+from training.augment.hangul import Predicate
+from training.augment.rules import change_intent, change_number, negate, swap_antonym, swap_entity, swap_roles
+from training.augment.wordlists import (
+    AGENTS,
+    ANTONYM_ADVERBS,
+    ANTONYM_NOUNS,
+    ANTONYM_PREDICATES,
+    CITIES,
+    ENTITY_GROUPS,
+    INTENT_DOMAINS,
+    QUESTION_WORDS,
+)
+
+__all__ = [
+    "AGENTS",
+    "ANTONYM_ADVERBS",
+    "ANTONYM_NOUNS",
+    "ANTONYM_PREDICATES",
+    "CITIES",
+    "ENTITY_GROUPS",
+    "INTENT_DOMAINS",
+    "KIND_LABELS",
+    "QUESTION_WORDS",
+    "Predicate",
+    "augment",
+    "change_intent",
+    "change_number",
+    "generate",
+    "main",
+    "negate",
+    "swap_antonym",
+    "swap_entity",
+    "swap_roles",
+    "unique_sentences",
+]

@@ -1,0 +1,5 @@
+"""``python -m training.augment``: see :mod:`training.augment.generate`."""
+
+from training.augment.generate import main
+
+main()
