@@ -361,14 +361,14 @@ class GrpcTransport(Transport):
 
 
 class EngineTransport(Transport):
-    """Straight into a :class:`serving.engine.ScoringEngine` in this process: the no-HTTP ceiling."""
+    """Straight into the service's :class:`serving.frontend.Frontend` and engine, in this process: no HTTP."""
 
     name = "in-process"
 
-    def __init__(self, engine, counters: Callable[[], dict[str, float]] | None = None):
+    def __init__(self, frontend, counters: Callable[[], dict[str, float]] | None = None):
         from serving.errors import ServiceError
 
-        self.engine = engine
+        self.frontend = frontend
         self._counters = counters
         self._scoring_error = ServiceError
 
@@ -379,12 +379,12 @@ class EngineTransport(Transport):
         pass  # the engine is already running
 
     async def stop(self) -> None:
-        pass  # the engine's owner closes it
+        pass  # the frontend's owner closes it
 
     async def send(self, payload: tuple[list[Pair], int]) -> str:
         pairs, expected = payload
         try:
-            result = await self.engine.score(pairs)
+            result = await self.frontend.score(pairs)
         except self._scoring_error as error:
             return str(error.status.http)
         scores = getattr(result, "scores", result)

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from load_tests.load import EngineTransport, GrpcTransport, HttpTransport, Pair, Transport
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,8 +260,10 @@ class CountingObserver:
         self.totals[metric + "_sum"] = self.totals.get(metric + "_sum", 0.0) + value
         self.totals[metric + "_count"] = self.totals.get(metric + "_count", 0.0) + 1
 
-    def request_done(self, pairs: int, tokenize_s: float, queue_s: float, inference_s: float) -> None:
-        self._add("ko_sts_tokenization_duration_seconds", tokenize_s)
+    def tokenized(self, seconds: float) -> None:
+        self._add("ko_sts_tokenization_duration_seconds", seconds)
+
+    def request_done(self, queue_s: float, inference_s: float) -> None:
         self._add("ko_sts_queue_duration_seconds", queue_s)
         self._add("ko_sts_inference_duration_seconds", inference_s)
 
@@ -278,27 +278,31 @@ class CountingObserver:
 
 
 class InProcessEngine:
-    """The service's scorer and engine, built from the same settings, in this process (server d)."""
+    """The service's front and engine, built from the same settings, in this process (server d)."""
 
     def __init__(self, model_dir: Path, env: dict[str, str]):
         self.model_dir = model_dir
         self.env = env
         self.engine = None
+        self.frontend = None
         self.observer = CountingObserver()
         self.description = ""
 
     def start(self, timeout_s: float) -> float:
-        from serving.engine import ScoringEngine
+        from models.scorer import PairCodec
+        from serving.frontend import Frontend
+        from serving.startup import start_engine
 
         started = time.monotonic()
-        scorer, settings = load_service_scorer(self.model_dir, self.env)
-        self.engine = ScoringEngine(scorer, settings.engine(scorer.device), self.observer)
-        self.engine.score_blocking([("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요.")])
-        self.description = f"{scorer.runtime.description}, {scorer.limits}"
+        settings = service_settings(self.env)
+        self.engine = start_engine(settings, self.model_dir, "in-process", self.observer)
+        codec = PairCodec.for_package(self.model_dir, settings.symmetric)
+        self.frontend = Frontend(codec, self.engine, settings.tokenizer_threads, self.observer)
+        self.description = str(self.engine)
         return time.monotonic() - started
 
     def transport(self, timeout_s: float) -> Transport:
-        return EngineTransport(self.engine, counters=lambda: self.observer.totals)
+        return EngineTransport(self.frontend, counters=lambda: self.observer.totals)
 
     def check_alive(self) -> None:
         pass
@@ -307,8 +311,9 @@ class InProcessEngine:
 
     def stop(self) -> None:
         if self.engine is not None:
+            self.frontend._tokenizers.shutdown(wait=False)
             self.engine.close()
-            self.engine = None
+            self.engine = self.frontend = None
             release_memory()
 
 
@@ -321,30 +326,34 @@ def release_memory() -> None:
 
 
 def model_only(model_dir: Path, env: dict[str, str], pairs: list[Pair], seconds: float, warmup: float) -> dict:
-    """Pairs/s of bare forward passes: rows tokenised, sorted by length, cut by the service's limits, padded up front.
+    """Pairs/s of bare forward passes: rows tokenised, sorted by length and cut by the service's limits up front.
 
-    Passes are launched the way the scorer launches them (the next one before collecting the
-    previous one's logits); the clock stops when the last logits are on the host, so on a GPU
-    every pass counted has finished.
+    Passes are launched the way the engine launches them (the next one before the previous one's
+    logits are collected); the clock stops when the last logits are on the host, so on a GPU
+    every pass counted has finished. On a GPU the answer also holds the peak of device memory the
+    passes took (``torch.cuda.max_memory_reserved``).
     """
     from models.scorer import plan_passes
 
     scorer, _ = load_service_scorer(model_dir, env)
     rows = scorer.encode(pairs)
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-    passes = plan_passes(lengths, scorer.limits)
-    batches = [scorer.tokenizer.pad([rows[i] for i in indices]) for indices in passes]
-    runtime = scorer.runtime
+    passes = [(rows[indices], indices) for indices in plan_passes(rows.lengths, scorer.limits)]
+    widths = [int(scorer.limits.padded(int(batch.lengths.max()))) for batch, _ in passes]
+    runtime, pad_id = scorer.runtime, scorer.tokenizer.pad_id
 
     def sweep() -> None:
         pending = None
-        for batch in batches:
-            launched = runtime.launch(batch)
+        for (batch, _), width in zip(passes, widths):
+            launched = runtime.launch(batch, width, pad_id)
             if pending is not None:
                 pending()
             pending = launched
         pending()
 
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and scorer.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     deadline = time.perf_counter() + warmup
     while time.perf_counter() < deadline:
         sweep()
@@ -355,15 +364,16 @@ def model_only(model_dir: Path, env: dict[str, str], pairs: list[Pair], seconds:
         sweeps += 1
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
-    padded = sum(len(indices) * int(lengths[indices].max()) for indices in passes)
-    result = {
+    padded = sum(len(batch) * width for (batch, _), width in zip(passes, widths))
+    return {
+        "pairs": len(pairs),
         "pairs_per_s": sweeps * len(pairs) / elapsed,
         "rows_per_s": sweeps * len(rows) / elapsed,
         "passes": len(passes),
         "mean_pass_ms": 1000.0 * elapsed / (sweeps * len(passes)),
         "mean_batch_pairs": len(pairs) / len(passes),
-        "padding": 1.0 - int(lengths.sum()) / padded,
+        "padding": 1.0 - rows.tokens / padded,
         "client_cpu": cpu / elapsed,
+        "device_memory_peak_mib": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
         "description": f"{runtime.description}, {scorer.limits}",
     }
-    return result

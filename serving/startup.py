@@ -33,7 +33,7 @@ from models.pairs import EncodedRows
 from models.scorer import Scorer
 from models.scoring import ScoreSettings
 from models.store import verify_manifest
-from serving.engine import ScoringEngine
+from serving.engine import EngineObserver, ScoringEngine
 from serving.metrics import EngineMetrics
 
 if TYPE_CHECKING:
@@ -115,13 +115,16 @@ WARM_UP_PAIRS = [
 ]
 
 
-def start_engine(settings: Settings, model_dir: str | Path, tag: str) -> ScoringEngine:
+def start_engine(
+    settings: Settings, model_dir: str | Path, tag: str, observer: EngineObserver | None = None
+) -> ScoringEngine:
     """The engine of the process that runs the model, ready to serve.
 
-    The runtime is loaded as ``settings`` say; on a GPU its scores are checked against the exported ones
-    (the CPU's were checked in ``bentoml serve``'s main process) and CUDA graphs are captured for small
-    passes; then a round's worth of rows is scored twice, which warms every kernel up and measures the
-    throughput that admission starts from.
+    The runtime is loaded as ``settings`` say (``observer`` gets the engine's timings; default:
+    Prometheus); on a GPU its scores are checked against the exported ones (the CPU's were checked
+    in ``bentoml serve``'s main process) and CUDA graphs are captured for small passes; then a
+    round's worth of rows is scored twice, which warms every kernel up and measures the throughput
+    that admission starts from.
     """
     started = time.monotonic()
     scorer = settings.scorer(model_dir)
@@ -133,7 +136,7 @@ def start_engine(settings: Settings, model_dir: str | Path, tag: str) -> Scoring
         captured = time.monotonic()
         scorer.runtime.capture_graphs(shapes, scorer.tokenizer.pad_id)
         logger.info("captured %d CUDA graphs in %.1f s", len(shapes), time.monotonic() - captured)
-    engine = ScoringEngine(scorer, settings.engine(scorer.device), EngineMetrics())
+    engine = ScoringEngine(scorer, settings.engine(scorer.device), observer or EngineMetrics())
     sample = scorer.encode(WARM_UP_PAIRS)
     engine.calibrate(EncodedRows.concat([sample] * max(1, engine.max_round_tokens // max(1, sample.tokens))))
     logger.info("%s ready in %.1f s: %s", tag, time.monotonic() - started, engine)
