@@ -88,6 +88,7 @@ class BenchConfig:
     service_url: str | None = _option(
         None, "measure an already-running service at this URL as server a instead of starting one"
     )
+    grpc_channels: int = _option(1, "gRPC channels (connections) the client spreads its calls over (grpc, grpc-rank)")
     mixes: list[int] = _option([1, 16], "pairs per request, one sweep each", "ints")
     concurrency: list[int] = _option([1, 4, 16], "closed-loop concurrent clients (sweep points)", "ints")
     rates: list[str] = _option(
@@ -307,7 +308,8 @@ class Bench:
         if kind.name == "unbatched":
             env["KO_STS_BATCHING"] = "false"
         api = "rank" if kind.name in ("rank", "grpc-rank") else "score"
-        return service_server(config.host, env, log, api=api, grpc=kind.name in ("grpc", "grpc-rank"))
+        grpc = kind.name in ("grpc", "grpc-rank")
+        return service_server(config.host, env, log, api=api, grpc=grpc, grpc_channels=config.grpc_channels)
 
     def _serve_and_measure(self, kind: ServerKind, model: ModelRef, entry: dict) -> None:
         config = self.config

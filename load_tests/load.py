@@ -16,6 +16,7 @@ closed loop that is when the previous one returned, in open loop its scheduled a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from abc import ABC, abstractmethod
@@ -291,22 +292,32 @@ def parse_prometheus_sums(text: str, prefixes: tuple[str, ...] = ("ko_sts_",)) -
 
 
 class GrpcTransport(Transport):
-    """``ko_sts.v1.Similarity`` ``Score`` (or ``Rank``) calls on one grpc.aio channel, as a gRPC client would.
+    """``ko_sts.v1.Similarity`` ``Score`` (or ``Rank``) calls on grpc.aio channels, as gRPC clients would.
 
-    One HTTP/2 connection carries every call in flight (gRPC's usual pattern, where HTTP/1.1
-    needs a connection per request). Request messages are serialised in :meth:`prepare`, and
-    replies are parsed to check that every pair was answered.
+    One HTTP/2 connection carries every call of a channel (gRPC's usual pattern, where HTTP/1.1
+    needs a connection per request); calls go round the channels. A connection is served by one
+    front worker (they share the port), so a single channel measures one worker, as a single
+    client would; several stand for several clients or a load balancer. Request messages are
+    serialised in :meth:`prepare`, and replies are parsed to check that every pair was answered.
 
     Args:
         target: ``host:port`` of the gRPC server.
         timeout_s: each call's deadline; a call past it counts as ``timeout``.
         api: ``score`` or ``rank``.
         metrics_url: the service's HTTP address, whose ``/metrics`` gives batch sizes and queue times.
+        channels: channels (each its own connection) the calls go round.
     """
 
     name = "grpc"
 
-    def __init__(self, target: str, timeout_s: float = 60.0, api: str = "score", metrics_url: str | None = None):
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float = 60.0,
+        api: str = "score",
+        metrics_url: str | None = None,
+        channels: int = 1,
+    ):
         import grpc
 
         from ko_sts.v1 import similarity_pb2
@@ -320,8 +331,9 @@ class GrpcTransport(Transport):
         self._pb = similarity_pb2
         self._reply = similarity_pb2.RankResponse if api == "rank" else similarity_pb2.ScoreResponse
         self._metrics = HttpTransport(metrics_url, timeout_s=timeout_s) if metrics_url else None
-        self._channel = None
-        self._call = None
+        self.channels = channels
+        self._channels: list = []
+        self._calls: itertools.cycle | None = None
 
     def prepare(self, pairs: Sequence[Pair]) -> tuple[bytes, int]:
         pb = self._pb
@@ -332,22 +344,25 @@ class GrpcTransport(Transport):
         return request.SerializeToString(), len(pairs)
 
     async def start(self) -> None:
-        self._channel = self._grpc.aio.insecure_channel(self.target)
         method = "Rank" if self.api == "rank" else "Score"
-        self._call = self._channel.unary_unary(f"/ko_sts.v1.Similarity/{method}")  # bytes in, bytes out
-        await asyncio.wait_for(self._channel.channel_ready(), timeout=self.timeout_s)
+        options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own per channel
+        self._channels = [self._grpc.aio.insecure_channel(self.target, options=options) for _ in range(self.channels)]
+        calls = [channel.unary_unary(f"/ko_sts.v1.Similarity/{method}") for channel in self._channels]  # bytes
+        self._calls = itertools.cycle(calls)
+        for channel in self._channels:
+            await asyncio.wait_for(channel.channel_ready(), timeout=self.timeout_s)
 
     async def stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        for channel in self._channels:
+            await channel.close()
+        self._channels = []
         if self._metrics is not None:
             await self._metrics.stop()
 
     async def send(self, payload: tuple[bytes, int]) -> str:
         request, expected = payload
         try:
-            reply = await self._call(request, timeout=self.timeout_s)
+            reply = await next(self._calls)(request, timeout=self.timeout_s)
         except self._grpc.aio.AioRpcError as error:
             code = error.code()
             if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:

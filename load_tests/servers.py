@@ -100,10 +100,12 @@ class HttpServer:
         description: str = "",
         api: str = "score",
         grpc_target: str | None = None,
+        grpc_channels: int = 1,
     ):
         self.command = command
         self.api = api
         self.grpc_target = grpc_target
+        self.grpc_channels = grpc_channels
         self.env = env
         self.url = f"http://{host}:{port}"
         self.log_path = log_path
@@ -155,7 +157,9 @@ class HttpServer:
     def transport(self, timeout_s: float) -> Transport:
         if self.grpc_target:
             metrics_url = self.url if self.metrics else None
-            return GrpcTransport(self.grpc_target, timeout_s=timeout_s, api=self.api, metrics_url=metrics_url)
+            return GrpcTransport(
+                self.grpc_target, timeout_s=timeout_s, api=self.api, metrics_url=metrics_url, channels=self.grpc_channels
+            )
         return HttpTransport(self.url, timeout_s=timeout_s, metrics=self.metrics, api=self.api)
 
     def check_alive(self) -> None:
@@ -213,7 +217,13 @@ def bentoml_command(host: str, port: int) -> list[str]:
 
 
 def service_server(
-    host: str, env: dict[str, str], log_path: Path, api: str = "score", grpc: bool = False, description: str = ""
+    host: str,
+    env: dict[str, str],
+    log_path: Path,
+    api: str = "score",
+    grpc: bool = False,
+    description: str = "",
+    grpc_channels: int = 1,
 ) -> HttpServer:
     """``bentoml serve`` of this repository's service on free HTTP and gRPC ports, driven over HTTP or gRPC.
 
@@ -225,7 +235,16 @@ def service_server(
     grpc_target = f"{host}:{grpc_port}" if grpc else None
     command = bentoml_command(host, port)
     return HttpServer(
-        command, env, host, port, log_path, metrics=True, description=description, api=api, grpc_target=grpc_target
+        command,
+        env,
+        host,
+        port,
+        log_path,
+        metrics=True,
+        description=description,
+        api=api,
+        grpc_target=grpc_target,
+        grpc_channels=grpc_channels,
     )
 
 
