@@ -157,9 +157,8 @@ class HttpServer:
     def transport(self, timeout_s: float) -> Transport:
         if self.grpc_target:
             metrics_url = self.url if self.metrics else None
-            return GrpcTransport(
-                self.grpc_target, timeout_s=timeout_s, api=self.api, metrics_url=metrics_url, channels=self.grpc_channels
-            )
+            channels = self.grpc_channels
+            return GrpcTransport(self.grpc_target, timeout_s, self.api, metrics_url=metrics_url, channels=channels)
         return HttpTransport(self.url, timeout_s=timeout_s, metrics=self.metrics, api=self.api)
 
     def check_alive(self) -> None:
