@@ -205,7 +205,7 @@ class TorchRuntime(Runtime):
         slot = self._slots[self._next_slot]
         self._next_slot = (self._next_slot + 1) % len(self._slots)
         host = slot.fill(rows, shape, pad_id)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._attention():
             if graph is not None:
                 for name in self.input_names:
                     graph.inputs[name].copy_(host[name], non_blocking=True)
@@ -247,17 +247,24 @@ class TorchRuntime(Runtime):
             inputs = {name: inputs[name] for name in self.input_names}
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), torch.inference_mode():
+            with torch.cuda.stream(side), torch.inference_mode(), self._attention():
                 for _ in range(2):  # kernels choose their algorithms outside the capture
                     self.model(**inputs)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), torch.cuda.graph(graph, pool=pool):
+            with torch.inference_mode(), self._attention(), torch.cuda.graph(graph, pool=pool):
                 logits = self.model(**inputs).logits.float().reshape(-1)
             self.graphs[(rows, width)] = CapturedPass(graph, inputs, logits)
         torch.cuda.synchronize()
         self._graph_rows = sorted({rows for rows, _ in self.graphs})
         self._graph_widths = sorted({width for _, width in self.graphs})
+
+    def _attention(self) -> Any:
+        """SDPA without cuDNN's kernel: cuDNN builds (compiles, with NVRTC) a plan for every new batch shape,
+        which a server meets all the time; memory-efficient attention takes masks at any shape."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.MATH])
 
     def _graph_for(self, rows: int, width: int) -> CapturedPass | None:
         if not self.graphs:
