@@ -27,16 +27,14 @@ def _repo_cwd():
     os.chdir(previous)
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
+def build_tiny_base(directory: Path) -> Path:
     """A random 2-layer ELECTRA with a WordPiece vocabulary trained on the shipped KLUE-STS."""
     from training.tiny_model import build_tiny_electra
 
-    return build_tiny_electra(tmp_path_factory.mktemp("tiny-base"))
+    return build_tiny_electra(directory)
 
 
-@pytest.fixture(scope="session")
-def trained_package(tiny_base, tmp_path_factory) -> Path:
+def train_tiny_package(base: Path, output_dir: Path) -> Path:
     """The tiny encoder fine-tuned through the real CLI: train, report, ONNX export, model store.
 
     Mean pooling, BCE and both sentence orders: options the reference config leaves off
@@ -44,13 +42,12 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
     """
     from training.train import main
 
-    output_dir = tmp_path_factory.mktemp("tiny-run")
     return main(
         [
             "--config",
             str(TINY_CONFIG),
             "--model_name_or_path",
-            str(tiny_base),
+            str(base),
             "--output_dir",
             str(output_dir),
             "--pooling",
@@ -67,6 +64,17 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
             "true",
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def trained_package(tiny_base, tmp_path_factory) -> Path:
+    """The tiny model's package (:func:`train_tiny_package`), trained once per session."""
+    return train_tiny_package(tiny_base, tmp_path_factory.mktemp("tiny-run"))
 
 
 @pytest.fixture(scope="module")
