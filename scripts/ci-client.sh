@@ -7,10 +7,10 @@
 #    settings (python -m tests.live_service: the tiny model and launcher the test suite uses);
 # 2. builds the client's sdist and, from it, its wheel, once (uv build client), and checks the wheel
 #    holds exactly ko_sts/ as git tracks it plus proto/ko_sts/v1/similarity.proto;
-# 3. for each Python (3.10 to 3.13): a clean venv with the wheel and pytest only; prints pip list,
-#    fails if a server package came with it (bentoml, torch, transformers, onnxruntime, ...), then
-#    runs tests/test_client_service.py against the service with the installed wheel;
-# 4. type-checks the package with mypy (strict, as Python 3.10) in a venv of its own.
+# 3. for each Python (3.10 to 3.13), while the model trains: a clean venv with the wheel and pytest
+#    only; prints pip list, fails if a server package came with it (bentoml, torch, transformers,
+#    onnxruntime, ...); then, the service up, runs tests/test_client_service.py there against it;
+# 4. type-checks the package with mypy (strict, as Python 3.10) in a venv of its own (before 3.'s tests).
 # Prints each step's duration; any failure stops the stage with a non-zero status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,19 +97,22 @@ print(f"the wheel holds ko_sts/ as tracked ({len(tracked)} files) and its .proto
 EOF
 }
 
-test_on_python() {  # test_on_python 3.10
-    local version=$1 python venv
+make_venv() {  # make_venv 3.10: a clean venv with the wheel and the test tools, nothing of the server
+    local version=$1 python venv unwanted
     python=$(find_python "$version")
     venv="$WORK/venv-$version"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "$WHEEL" -r client/requirements-test.txt
     "$venv/bin/python" -m pip list
-    local unwanted
     unwanted=$("$venv/bin/python" -m pip list --format freeze | cut -d= -f1 | grep -i -E "$SERVER_PACKAGES" || true)
     if [ -n "$unwanted" ]; then
         echo "the client pulled server packages into a clean environment: $unwanted" >&2
         return 1
     fi
+}
+
+test_on_python() {  # test_on_python 3.10: the client tests, with the installed wheel, against the service
+    local version=$1
     # Run from outside the repository, so that `import ko_sts` finds the wheel, not ./ko_sts; the
     # tests' helpers (tests/*.py) come through a link.
     mkdir -p "$WORK/run-$version"
@@ -119,8 +122,8 @@ test_on_python() {  # test_on_python 3.10
         set -a
         . "$WORK/service.env"
         set +a
-        KO_STS_CLIENT_INSTALLED=1 "$venv/bin/python" -m pytest -c "$REPO/pyproject.toml" --rootdir . \
-            -p no:cacheprovider tests/test_client_service.py
+        KO_STS_CLIENT_INSTALLED=1 "$WORK/venv-$version/bin/python" -m pytest -c "$REPO/pyproject.toml" \
+            --rootdir . -p no:cacheprovider tests/test_client_service.py
     )
 }
 
@@ -132,11 +135,14 @@ type_check() {
 
 run_step "start the tiny model's service" start_service
 run_step "build the client wheel (sdist, then wheel)" build_wheel
-run_step "wait for the service" wait_for_service
-for version in $PYTHONS; do
-    run_step "Python $version: clean venv, client tests" test_on_python "$version"
+for version in $PYTHONS; do  # while the tiny model trains
+    run_step "Python $version: a clean venv with the wheel" make_venv "$version"
 done
 run_step "mypy --strict on ko_sts (Python 3.10)" type_check
+run_step "wait for the service" wait_for_service
+for version in $PYTHONS; do
+    run_step "Python $version: client tests" test_on_python "$version"
+done
 
 printf '\n######## client stage passed in %d s\n' $((SECONDS - started))
 printf '  %s\n' "${timings[@]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Every test talks to a temporary BentoML store, never the user's ~/bentoml.
@@ -75,6 +76,23 @@ def tiny_base(tmp_path_factory) -> Path:
 def trained_package(tiny_base, tmp_path_factory) -> Path:
     """The tiny model's package (:func:`train_tiny_package`), trained once per session."""
     return train_tiny_package(tiny_base, tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture(scope="session")
+def client_service(request, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Where the client tests' service is: the ``KO_STS_TEST_*`` variables (tests/live_service.py).
+
+    From the environment when scripts/ci-client.sh started it for another Python; else `bentoml serve`
+    of the tiny model, started here once for the session.
+    """
+    if "KO_STS_TEST_HTTP_URL" in os.environ:
+        yield {name: value for name, value in os.environ.items() if name.startswith("KO_STS_TEST_")}
+        return
+    from tests.live_service import serve_for_clients
+
+    package = request.getfixturevalue("trained_package")
+    with serve_for_clients(package, tmp_path_factory.mktemp("client-service") / "serve.log") as variables:
+        yield variables
 
 
 @pytest.fixture(scope="module")

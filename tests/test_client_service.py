@@ -16,7 +16,6 @@ import importlib.metadata
 import importlib.resources
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,16 +64,9 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(request, tmp_path_factory) -> Iterator[Service]:
-    if "KO_STS_TEST_HTTP_URL" in os.environ:  # started by scripts/ci-client.sh
-        yield Service.from_variables(dict(os.environ))
-        return
-    assert not INSTALLED, "KO_STS_CLIENT_INSTALLED=1 needs the KO_STS_TEST_* variables of a running service"
-    from tests.live_service import serve_for_clients
-
-    package = request.getfixturevalue("trained_package")
-    with serve_for_clients(package, tmp_path_factory.mktemp("client-service") / "serve.log") as variables:
-        yield Service.from_variables(variables)
+def service(client_service) -> Service:
+    assert not INSTALLED or "KO_STS_TEST_HTTP_URL" in os.environ, "the installed wheel is tested on a running service"
+    return Service.from_variables(client_service)
 
 
 @pytest.fixture(params=[(s, p) for s in STYLES for p in PROTOCOLS], ids="-".join)
