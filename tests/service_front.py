@@ -85,6 +85,7 @@ class HttpFront(Front):
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 64  # 16 clients connect at once; socketserver's 5 overflows (failed connections)
             block_on_close = False  # kept-alive connections must not hold the test's end
 
             def process_request(self, request: Any, client_address: Any) -> None:
