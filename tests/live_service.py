@@ -27,14 +27,13 @@ import pytest
 from tests.conftest import REPO
 
 # The client tests' service: an API key (the clients send it), a small request limit (too_large is
-# cheap to reach), and no queue refusals on a loaded machine: the tests script refusals themselves.
+# cheap to reach), and no queue refusals on a loaded machine (the tests script refusals themselves).
 CLIENT_TEST_KEY = "client-test-key"
 CLIENT_TEST_SETTINGS = {
     "KO_STS_BACKEND": "onnx",
     "KO_STS_API_KEY": CLIENT_TEST_KEY,
     "KO_STS_MAX_PAIRS_PER_REQUEST": "64",
     "KO_STS_QUEUE_TIMEOUT_MS": "60000",
-    "KO_STS_MAX_QUEUED_PAIRS": "4096",
 }
 
 
