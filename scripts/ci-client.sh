@@ -128,7 +128,9 @@ test_on_python() {  # test_on_python 3.10: the client tests, with the installed 
 }
 
 type_check() {
-    python3.11 -m venv "$WORK/venv-mypy"
+    local python
+    python=$(find_python 3.11)
+    "$python" -m venv "$WORK/venv-mypy"
     "$WORK/venv-mypy/bin/python" -m pip install --quiet "$WHEEL" -r client/requirements-typecheck.txt
     "$WORK/venv-mypy/bin/mypy" --config-file client/pyproject.toml
 }
