@@ -217,29 +217,43 @@ def test_a_service_that_cannot_be_reached_is_retried_then_unavailable(kind):
 ASYNC_CLIENTS = {"http": AsyncHttpClient, "grpc": AsyncGrpcClient}
 
 
-async def _held(proxy) -> None:
-    """Until the front holds a call, without blocking the loop."""
-    assert await asyncio.get_running_loop().run_in_executor(None, proxy.held.wait, 30)
+def _while_a_call_is_held(service: Service, protocol: str, then) -> None:
+    """Starts an async ``score`` call that the front holds, then awaits ``then(client, call, front)``."""
+    with front(protocol, service.address(protocol), ["hold"]) as proxy:
+
+        async def main() -> None:
+            async with ASYNC_CLIENTS[protocol](proxy.address, api_key=service.api_key) as client:
+                call = asyncio.ensure_future(client.score(PAIRS))
+                assert await asyncio.get_running_loop().run_in_executor(None, proxy.held.wait, 30)
+                await then(client, call, proxy)
+
+        asyncio.run(main())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_async_call_in_flight_leaves_the_loop_free_and_can_be_cancelled(service, protocol):
-    with front(protocol, service.address(protocol), ["hold"]) as proxy:
+    async def then(client, call, proxy) -> None:
+        assert (await client.model_info()).tag == service.tag  # the same client, meanwhile
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        if protocol == "grpc":  # the cancel reached the other end: the call ended there too
+            assert await asyncio.get_running_loop().run_in_executor(None, proxy.cancelled.wait, 10)
+        assert len((await client.score(PAIRS)).results) == len(PAIRS)  # and the client goes on
 
-        async def main() -> None:
-            async with ASYNC_CLIENTS[protocol](proxy.address, api_key=service.api_key) as client:
-                held = asyncio.create_task(client.score(PAIRS))
-                await _held(proxy)
-                assert (await client.model_info()).tag == service.tag  # the same client, meanwhile
-                held.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await held
-                assert len((await client.score(PAIRS)).results) == len(PAIRS)  # and it goes on
+    _while_a_call_is_held(service, protocol, then)
 
-        asyncio.run(main())
-        if protocol == "grpc":
-            assert proxy.cancelled.wait(10)  # the cancel reached the other end: the call ended there too
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_wait_for_ends_a_call_in_flight_with_asyncio_timeout_error(service, protocol):
+    async def then(client, call, proxy) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(call, timeout=0.1)
+        assert call.cancelled()
+
+    _while_a_call_is_held(service, protocol, then)
 
 
 @pytest.mark.slow
@@ -262,19 +276,3 @@ def test_concurrent_async_calls_share_the_clients_connections(service, protocol)
         assert proxy.connections <= 16  # kept alive: a second and third round open none
     else:
         assert len(set(proxy.peers)) == 1  # one channel, one connection
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_wait_for_ends_a_call_in_flight_with_asyncio_timeout_error(service, protocol):
-    with front(protocol, service.address(protocol), ["hold"]) as proxy:
-
-        async def main() -> None:
-            async with ASYNC_CLIENTS[protocol](proxy.address, api_key=service.api_key) as client:
-                call = asyncio.ensure_future(client.score(PAIRS))
-                await _held(proxy)
-                with pytest.raises(asyncio.TimeoutError):
-                    await asyncio.wait_for(call, timeout=0.1)
-                assert call.cancelled()
-
-        asyncio.run(main())
