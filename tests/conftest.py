@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Every test talks to a temporary BentoML store, never the user's ~/bentoml.
@@ -27,16 +28,14 @@ def _repo_cwd():
     os.chdir(previous)
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
+def build_tiny_base(directory: Path) -> Path:
     """A random 2-layer ELECTRA with a WordPiece vocabulary trained on the shipped KLUE-STS."""
     from training.tiny_model import build_tiny_electra
 
-    return build_tiny_electra(tmp_path_factory.mktemp("tiny-base"))
+    return build_tiny_electra(directory)
 
 
-@pytest.fixture(scope="session")
-def trained_package(tiny_base, tmp_path_factory) -> Path:
+def train_tiny_package(base: Path, output_dir: Path) -> Path:
     """The tiny encoder fine-tuned through the real CLI: train, report, ONNX export, model store.
 
     Mean pooling, BCE and both sentence orders: options the reference config leaves off
@@ -44,13 +43,12 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
     """
     from training.train import main
 
-    output_dir = tmp_path_factory.mktemp("tiny-run")
     return main(
         [
             "--config",
             str(TINY_CONFIG),
             "--model_name_or_path",
-            str(tiny_base),
+            str(base),
             "--output_dir",
             str(output_dir),
             "--pooling",
@@ -67,6 +65,34 @@ def trained_package(tiny_base, tmp_path_factory) -> Path:
             "true",
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def trained_package(tiny_base, tmp_path_factory) -> Path:
+    """The tiny model's package (:func:`train_tiny_package`), trained once per session."""
+    return train_tiny_package(tiny_base, tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture(scope="session")
+def client_service(request, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Where the client tests' service is: the ``KO_STS_TEST_*`` variables (tests/live_service.py).
+
+    From the environment when scripts/ci-client.sh started it for another Python; else `bentoml serve`
+    of the tiny model, started here once for the session.
+    """
+    if "KO_STS_TEST_HTTP_URL" in os.environ:
+        yield {name: value for name, value in os.environ.items() if name.startswith("KO_STS_TEST_")}
+        return
+    from tests.live_service import serve_for_clients
+
+    package = request.getfixturevalue("trained_package")
+    with serve_for_clients(package, tmp_path_factory.mktemp("client-service") / "serve.log") as variables:
+        yield variables
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,37 @@
-"""The ko_sts client: answers, errors and retries over HTTP (a mock transport) and gRPC (the real server class).
+"""The ko_sts clients, sync and asyncio: answers, errors and retries over HTTP (a mock transport) and gRPC
+(the real server class in-process), then what only asyncio has: cancellation and a loop never blocked.
 
-Which failures are retried must match the service's error table; the end-to-end comparison of
-both clients against `bentoml serve` is in tests/test_grpc.py.
+Every test of answers, errors and retries runs for both styles (``tests/client_styles.py``): the two
+must behave the same. Which failures are retried must match the service's error table. The clients
+against `bentoml serve` of the tiny model, on every supported Python: tests/test_client_service.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import ExitStack
 
 import httpx
 import numpy as np
 import pytest
 
-from ko_sts import GrpcClient, HttpClient, KoStsError, PairScore, RankedCandidate, Retry
-from ko_sts.client import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
+from ko_sts import AsyncGrpcClient, KoStsError, PairScore, RankedCandidate, Retry
+from ko_sts.protocol import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
 from serving.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
 from serving.frontend import Scored
 from serving.grpc_server import ServedModel
 from serving.inputs import InputRules
+from tests.client_styles import STYLES, make_client
+from tests.engine_doubles import wait_for
 from tests.test_grpc import INFO, local_server
 
 PAIRS = [("오늘 날씨 좋다", "날씨가 맑네요"), ("환불은 언제 되나요?", "배송은 얼마나 걸려요?")]
+
+
+@pytest.fixture(params=STYLES)
+def style(request) -> str:
+    return request.param
 
 
 def test_the_client_retries_exactly_what_the_error_table_calls_retryable():
@@ -44,25 +54,37 @@ def test_backoff_waits_out_retry_after_plus_capped_jitter():
 
 @pytest.fixture
 def sleeps(monkeypatch) -> list[float]:
+    """The waits between attempts, recorded instead of waited (both styles)."""
     waited: list[float] = []
-    monkeypatch.setattr("ko_sts.client.time.sleep", waited.append)
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("ko_sts.client._sleep", waited.append)
+    monkeypatch.setattr("ko_sts.aio._sleep", record)
     return waited
 
 
-def _http_client(responses: list, **options) -> tuple[HttpClient, list[httpx.Request]]:
-    """An HttpClient whose requests get ``responses`` in turn (an exception is raised instead)."""
-    seen: list[httpx.Request] = []
+@pytest.fixture
+def http_client(style):
+    """Makes HTTP clients whose requests get ``responses`` in turn (an exception is raised instead)."""
+    with ExitStack() as stack:
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        answer = responses[min(len(seen), len(responses)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+        def make(responses: list, **options):
+            seen: list[httpx.Request] = []
 
-    client = HttpClient("http://ko-sts.test", **options)
-    client._http = httpx.Client(base_url="http://ko-sts.test", transport=httpx.MockTransport(handler))
-    return client, seen
+            def handler(request: httpx.Request) -> httpx.Response:
+                seen.append(request)
+                answer = responses[min(len(seen), len(responses)) - 1]
+                if isinstance(answer, Exception):
+                    raise answer
+                return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)  # unread
+
+            transport = httpx.MockTransport(handler)
+            client = make_client(style, "http", "http://ko-sts.test", transport=transport, **options)
+            return stack.enter_context(client), seen
+
+        yield make
 
 
 OK_SCORES = httpx.Response(
@@ -77,8 +99,8 @@ def _error(status: int, kind: str, retry_after: str | None = None) -> httpx.Resp
     return httpx.Response(status, json={"error": kind, "detail": f"{kind} detail"}, headers=headers)
 
 
-def test_http_score_sends_pairs_and_reads_results_and_model(sleeps):
-    client, seen = _http_client([OK_SCORES])
+def test_http_score_sends_pairs_and_reads_results_and_model(sleeps, http_client):
+    client, seen = http_client([OK_SCORES])
     result = client.score([PAIRS[0], {"sentence1": PAIRS[1][0], "sentence2": PAIRS[1][1]}])
     assert result.results == [PairScore(4.2, True, False), PairScore(0.5, False, True)]
     assert result.model_tag == "ko-sts:abc"
@@ -88,23 +110,29 @@ def test_http_score_sends_pairs_and_reads_results_and_model(sleeps):
     }
 
 
-def test_http_rank_sends_top_k_only_when_given(sleeps):
+def test_http_rank_sends_top_k_only_when_given(sleeps, http_client):
     ranked = httpx.Response(200, json=[{"index": 1, "score": 3.5, "similar": True, "truncated": False}])
-    client, seen = _http_client([ranked])
+    client, seen = http_client([ranked])
     assert client.rank("q", ["a", "b"], top_k=1).results == [RankedCandidate(1, 3.5, True, False)]
     client.rank("q", ["a", "b"])
     bodies = [httpx.Response(200, content=r.content).json() for r in seen]
     assert bodies == [{"query": "q", "candidates": ["a", "b"], "top_k": 1}, {"query": "q", "candidates": ["a", "b"]}]
 
 
-def test_http_503_is_retried_after_retry_after(sleeps):
-    client, seen = _http_client([_error(503, "queue_timeout", "1"), OK_SCORES])
+def test_http_sends_the_api_key_as_a_bearer_token(sleeps, http_client):
+    client, seen = http_client([OK_SCORES], api_key="s3cret")
+    client.score(PAIRS)
+    assert seen[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_http_503_is_retried_after_retry_after(sleeps, http_client):
+    client, seen = http_client([_error(503, "queue_timeout", "1"), OK_SCORES])
     assert len(client.score(PAIRS).results) == 2
     assert len(seen) == 2 and len(sleeps) == 1 and 1.0 <= sleeps[0] <= 1.1
 
 
-def test_a_connection_that_cannot_be_opened_is_retried(sleeps):
-    client, seen = _http_client([httpx.ConnectError("refused"), OK_SCORES])
+def test_a_connection_that_cannot_be_opened_is_retried(sleeps, http_client):
+    client, seen = http_client([httpx.ConnectError("refused"), OK_SCORES])
     assert len(client.score(PAIRS).results) == 2 and len(sleeps) == 1
 
 
@@ -112,8 +140,8 @@ def test_a_connection_that_cannot_be_opened_is_retried(sleeps):
     ("response", "kind"),
     [(_error(429, "overloaded", "1"), "overloaded"), (_error(422, "invalid_input"), "invalid_input")],
 )
-def test_http_429_and_bad_input_are_never_retried(sleeps, response, kind):
-    client, seen = _http_client([response, OK_SCORES])
+def test_http_429_and_bad_input_are_never_retried(sleeps, http_client, response, kind):
+    client, seen = http_client([response, OK_SCORES])
     with pytest.raises(KoStsError) as failed:
         client.score(PAIRS)
     assert failed.value.kind == kind and failed.value.message == f"{kind} detail"
@@ -121,50 +149,84 @@ def test_http_429_and_bad_input_are_never_retried(sleeps, response, kind):
     assert len(seen) == 1 and sleeps == []
 
 
-def test_retries_stop_after_the_last_attempt_or_before_the_deadline(sleeps):
-    client, seen = _http_client([_error(503, "unavailable")], retry=Retry(attempts=3))
+def test_retries_stop_after_the_last_attempt_or_before_the_deadline(sleeps, http_client):
+    client, seen = http_client([_error(503, "unavailable")], retry=Retry(attempts=3))
     with pytest.raises(KoStsError, match="unavailable"):
         client.score(PAIRS)
     assert len(seen) == 3 and len(sleeps) == 2
-    client, seen = _http_client([_error(503, "unavailable", "30")], timeout_s=5)
+    client, seen = http_client([_error(503, "unavailable", "30")], timeout_s=5)
     with pytest.raises(KoStsError) as failed:
         client.score(PAIRS)  # waiting 30 s would pass the 5 s deadline: give up at once
     assert failed.value.retry_after_s == 30 and len(seen) == 1
 
 
-def test_an_error_without_the_services_body_gets_its_status_kind(sleeps):
+def test_an_error_without_the_services_body_gets_its_status_kind(sleeps, http_client):
     proxy_400 = httpx.Response(400, json={"error": "Bad request from a proxy", "detail": [{"loc": ["pairs"]}]})
-    client, _ = _http_client([proxy_400])
+    client, _ = http_client([proxy_400])
     with pytest.raises(KoStsError) as failed:
         client.score(PAIRS)
     assert failed.value.kind == "malformed" and failed.value.status == 400 and not failed.value.retryable
 
 
+def test_http_transport_failures_are_errors_of_their_own_kind(sleeps, http_client):
+    client, seen = http_client([httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("garbled")])
+    with pytest.raises(KoStsError) as late:
+        client.score(PAIRS)
+    with pytest.raises(KoStsError) as garbled:
+        client.score(PAIRS)
+    assert (late.value.kind, garbled.value.kind) == ("deadline_exceeded", "transport")
+    assert len(seen) == 2 and sleeps == []  # the request may have been served: never retried
+
+
 class ScriptedEngine:
-    """Raises the scripted errors in turn, then scores every pair 4.0 (after ``delay_s``)."""
+    """Raises the scripted errors in turn, then scores every pair 4.0 once ``gate`` is open (open by default).
+
+    Records its calls, whether one has reached the gate (``entered``), and calls cancelled while held there.
+    """
 
     def __init__(self, errors: list[Exception], delay_s: float = 0.0):
         self.errors = list(errors)
         self.calls = 0
         self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.cancelled = 0
 
     async def score(self, pairs, timeout_s=None) -> Scored:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
-        await asyncio.sleep(self.delay_s)
+        self.entered.set()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         return Scored(np.full(len(pairs), 4.0), np.zeros(len(pairs), dtype=bool))
 
 
 @pytest.fixture
-def grpc_client():
-    """Makes GrpcClients of in-process servers: ``grpc_client(engine, **client_options)``."""
+def grpc_server():
+    """Starts in-process gRPC servers in front of an engine: ``grpc_server(engine)`` -> target."""
     with ExitStack() as stack:
 
-        def make(engine: ScriptedEngine, **options) -> GrpcClient:
+        def start(engine: ScriptedEngine) -> str:
             server, _ = stack.enter_context(local_server())
             server.serve(ServedModel(engine, InputRules(), INFO))
-            return stack.enter_context(GrpcClient(f"127.0.0.1:{server.port}", **options))
+            return f"127.0.0.1:{server.port}"
+
+        yield start
+
+
+@pytest.fixture
+def grpc_client(style, grpc_server):
+    """Makes clients of in-process servers: ``grpc_client(engine, **client_options)``."""
+    with ExitStack() as stack:
+
+        def make(engine: ScriptedEngine, **options):
+            return stack.enter_context(make_client(style, "grpc", grpc_server(engine), **options))
 
         yield make
 
@@ -196,6 +258,8 @@ def test_grpc_resource_exhausted_is_never_retried(sleeps, grpc_client):
     with pytest.raises(KoStsError) as bad:
         client.rank("q", [" "])
     assert bad.value.kind == "invalid_input" and "candidates[0]" in bad.value.message
+    with pytest.raises(KoStsError, match="top_k"):
+        client.rank("q", ["a"], top_k=-1)  # uint32 on the wire: refused before it is sent
 
 
 def test_grpc_deadline_covers_the_call_and_is_not_retried(sleeps, grpc_client):
@@ -206,10 +270,107 @@ def test_grpc_deadline_covers_the_call_and_is_not_retried(sleeps, grpc_client):
     assert late.value.kind == "deadline_exceeded" and engine.calls == 1 and sleeps == []
 
 
-def test_grpc_without_a_server_retries_then_says_unavailable(sleeps):
+def test_grpc_without_a_server_retries_then_says_unavailable(sleeps, style):
     with local_server() as (server, _):
         port = server.port  # free again once this server has stopped
-    with GrpcClient(f"127.0.0.1:{port}", timeout_s=10, retry=Retry(attempts=2)) as client:
+    with make_client(style, "grpc", f"127.0.0.1:{port}", timeout_s=10, retry=Retry(attempts=2)) as client:
         with pytest.raises(KoStsError) as down:
             client.model_info()
     assert down.value.kind == "unavailable" and down.value.retryable and len(sleeps) == 1
+
+
+def test_timeout_s_must_be_positive(style):
+    for protocol, address in (("http", "http://ko-sts.test"), ("grpc", "127.0.0.1:1")):
+        with pytest.raises(ValueError, match="timeout_s must be positive"):
+            make_client(style, protocol, address, timeout_s=0)
+
+
+# --- asyncio only: the loop, cancellation, wait_for ----------------------------------------------
+
+
+@pytest.fixture
+def held(grpc_server):
+    """An engine holding every call at its gate until the test opens it, and its server's target."""
+    engine = ScriptedEngine([])
+    engine.gate.clear()
+    yield engine, grpc_server(engine)
+    engine.gate.set()
+
+
+async def _until(condition) -> None:
+    """Waits for what the server's threads do, without blocking the loop."""
+    await asyncio.get_running_loop().run_in_executor(None, wait_for, condition)
+
+
+def test_async_calls_do_not_block_the_loop_and_share_one_channel(held):
+    engine, target = held
+
+    async def main() -> None:
+        async with AsyncGrpcClient(target) as client:
+            scoring = asyncio.create_task(client.score(PAIRS))
+            await _until(engine.entered.is_set)  # the score call waits in the engine
+            assert (await client.model_info()).tag == INFO.tag  # another call on the same client meanwhile
+            assert not scoring.done()
+            engine.gate.set()
+            assert len((await scoring).results) == 2
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_raises_cancelled_error_and_cancels_the_work(held):
+    engine, target = held
+
+    async def main() -> None:
+        async with AsyncGrpcClient(target) as client:
+            scoring = asyncio.create_task(client.score(PAIRS))
+            await _until(engine.entered.is_set)
+            scoring.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await scoring
+            await _until(lambda: engine.cancelled == 1)  # the service dropped the call
+            engine.gate.set()
+            assert len((await client.score(PAIRS)).results) == 2  # the client goes on serving
+
+    asyncio.run(main())
+
+
+def test_wait_for_ends_a_call_with_asyncio_timeout_error(held):
+    engine, target = held
+
+    async def main() -> None:
+        async with AsyncGrpcClient(target) as client:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.score(PAIRS), timeout=0.2)
+            await _until(lambda: engine.cancelled == 1)
+
+    asyncio.run(main())
+
+
+def test_cancelling_during_a_retry_wait_stops_at_once(grpc_server):
+    """The service asks for a 30 s wait; a cancelled caller does not sit it out, nor try again."""
+    engine = ScriptedEngine([Unavailable("loading", retry_after_s=30.0)])
+    target = grpc_server(engine)
+
+    async def main() -> None:
+        async with AsyncGrpcClient(target, timeout_s=60) as client:
+            waiting = asyncio.create_task(client.score(PAIRS))
+            await _until(lambda: engine.calls == 1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+
+    asyncio.run(asyncio.wait_for(main(), timeout=20))
+    assert engine.calls == 1
+
+
+def test_an_async_grpc_client_belongs_to_one_event_loop(grpc_server):
+    target = grpc_server(ScriptedEngine([]))
+    client = AsyncGrpcClient(target)  # made outside any loop, as an application's startup code may
+    loop = asyncio.new_event_loop()
+    try:
+        assert len(loop.run_until_complete(client.score(PAIRS)).results) == 2
+        with pytest.raises(RuntimeError, match="one per loop"):
+            asyncio.run(client.score(PAIRS))
+        loop.run_until_complete(client.close())
+    finally:
+        loop.close()

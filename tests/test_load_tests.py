@@ -74,3 +74,21 @@ def test_http_service_and_seed_baseline(trained_package, tmp_path):
     assert all(p["mean_batch_pairs"] is not None for p in service)  # scraped from /metrics
     assert all(p["server_cpu"] is not None for p in service)
     assert (tmp_path / "out/server-a-service.log").is_file()
+
+
+@pytest.mark.slow
+def test_clients_benchmark_measures_the_four_clients(client_service, tmp_path):
+    from load_tests.clients import CLIENTS
+    from load_tests.clients import main as clients
+
+    variables = tmp_path / "service.env"
+    variables.write_text("".join(f"{name}={value}\n" for name, value in client_service.items()))
+    quick = ["--callers", "4", "--seconds", "0.5", "--warmup", "0.2", "--repeats", "2"]
+    assert clients(["--env-file", str(variables), "--output", str(tmp_path / "out"), *quick]) == 0
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    measured = sorted((run["client"], run["repeat"]) for run in results["runs"])
+    assert measured == sorted((client, repeat) for client in CLIENTS for repeat in (0, 1))
+    assert all(r["calls"] > 0 and r["pairs_per_s"] > 0 for r in results["runs"])
+    assert {p: len(r) for p, r in results["async_over_sync_per_round"].items()} == {"http": 2, "grpc": 2}
+    assert results["model"] == client_service["KO_STS_TEST_MODEL_TAG"]
+    assert "| grpc async |" in (tmp_path / "out/results.md").read_text()

@@ -5,16 +5,19 @@ The container itself is built and run by scripts/ci-containers.sh (a stage of .c
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from models.store import save_package
 from tests.conftest import DEFAULT_PACKAGE, REPO
@@ -91,8 +94,69 @@ def test_sets_nest_and_agree_on_every_version():
 def test_install_and_ci_use_the_locks():
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     assert "requirements/dev.txt" in makefile
-    assert "scripts/ci-containers.sh" in (REPO / ".ci/run").read_text(encoding="utf-8")
+    ci = (REPO / ".ci/run").read_text(encoding="utf-8")
+    assert "scripts/ci-containers.sh" in ci and "scripts/ci-client.sh" in ci
     assert not list(REPO.glob("requirements*.txt")), "the requirement files live in requirements/"
+
+
+# --- the service's pyproject.toml and the client distribution (client/) -------------------------
+
+
+def _toml(path: Path) -> dict:
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_service_installs_its_locked_serving_set():
+    """`pip install .` brings requirements/serving.txt (".[gpu]": gpu.txt), nothing re-pinned by hand."""
+    config = _toml(REPO / "pyproject.toml")
+    assert config["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert config["build-system"]["requires"] == [f"setuptools=={LOCKS['dev']['setuptools']}"]
+    assert config["project"]["requires-python"] == ">=3.11,<3.12"  # what the locks are resolved for
+    assert set(config["project"]["dynamic"]) == {"dependencies", "optional-dependencies"}
+    dynamic = config["tool"]["setuptools"]["dynamic"]
+    assert dynamic["dependencies"] == {"file": ["requirements/serving.txt"]}
+    assert dynamic["optional-dependencies"] == {"gpu": {"file": ["requirements/gpu.txt"]}}
+    assert "dependencies" not in config["project"]
+
+
+CLIENT = REPO / "client"
+
+
+def _client_requirements() -> dict[str, Requirement]:
+    requirements = (Requirement(line) for line in _toml(CLIENT / "pyproject.toml")["project"]["dependencies"])
+    return {requirement.name: requirement for requirement in requirements}
+
+
+def test_the_client_depends_on_exactly_what_it_imports():
+    imported = set()
+    for path in (REPO / "ko_sts").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"ko_sts", "__future__"}
+    distributions = {_normalise(dist) for module in third_party for dist in packages_distributions()[module]}
+    assert distributions == {"httpx", "grpcio", "protobuf"}
+    assert set(_client_requirements()) == distributions | {"sniffio"}  # httpcore's lookup (client/pyproject.toml)
+
+
+def test_the_client_accepts_the_generated_code_and_the_serving_lock():
+    """Its floors are what the committed gRPC code checks at import; the service's own versions satisfy it."""
+    from ko_sts.v1 import similarity_pb2_grpc
+
+    generated = (REPO / "ko_sts/v1/similarity_pb2.py").read_text(encoding="utf-8")
+    gencode = ".".join(re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", generated).groups())
+    requirements = _client_requirements()
+    assert requirements["grpcio"].specifier == f">={similarity_pb2_grpc.GRPC_GENERATED_VERSION},<2"
+    assert requirements["protobuf"].specifier == f">={gencode},<{int(gencode.split('.')[0]) + 1}"
+    for name in ("httpx", "grpcio", "protobuf"):  # what the service runs too (sniffio: not in its set)
+        assert LOCKS["serving"][name] in requirements[name].specifier, name
+    assert _toml(CLIENT / "pyproject.toml")["project"]["requires-python"] == ">=3.10"
+
+
+def test_the_clients_test_tools_are_the_dev_sets():
+    assert _pins(CLIENT / "requirements-test.txt") == {"pytest": LOCKS["dev"]["pytest"]}
 
 
 # --- serving without torch ---------------------------------------------------------------------
