@@ -3,7 +3,7 @@
     export BENTOML_HOME=$(mktemp -d)             # a throw-away model store; models/default is stored into it
     python -m load_tests.overload                # every phase, about 15 minutes on 2 cores
     python -m load_tests.overload --phases capacity,overload --overload-seconds 20     # a quick look
-    python -m load_tests.overload --alternative KO_STS_MAX_QUEUED_PAIRS=256            # other queue settings
+    python -m load_tests.overload --alternative KO_STS_QUEUE_TIMEOUT_MS=500            # other queue settings
 
 Phases, on the same model and requests (KLUE-STS dev, ``--mix`` pairs per request):
 
@@ -78,8 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE[,KEY=VALUE]",
-        help="settings of one alternative server (repeatable), e.g. KO_STS_MAX_QUEUED_PAIRS=256; "
-        "KO_STS_MAX_QUEUED_PAIRS=auto is the HTTP capacity (pairs/s) times the queue timeout",
+        help="settings of one alternative server (repeatable), e.g. KO_STS_QUEUE_TIMEOUT_MS=500",
     )
     add("--kill-seconds", type=float, default=40.0, help="closed-loop length of a kill phase")
     add("--kill-at", type=float, default=12.0, help="seconds into a kill phase when a worker gets SIGKILL")
@@ -399,7 +398,7 @@ class Overload:
     def _guarded(self, name: str, env: dict[str, str], body) -> None:
         server = None
         try:
-            server = self.server(name, self._resolve(env))
+            server = self.server(name, env)
             asyncio.run(body(server, name))
         except Exception as error:  # reported, and the next server still runs
             logger.exception("%s failed", name)
@@ -445,14 +444,6 @@ class Overload:
                 await transport.stop()
         if "kill-1" in phases:
             await self._kill(server, name, "kill-1", grpc=False)
-
-    def _resolve(self, env: dict[str, str]) -> dict[str, str]:
-        """``KO_STS_MAX_QUEUED_PAIRS=auto``: the HTTP capacity times the queue timeout (the queue a budget holds)."""
-        if env.get("KO_STS_MAX_QUEUED_PAIRS") != "auto":
-            return env
-        timeout_ms = float(env.get("KO_STS_QUEUE_TIMEOUT_MS", self.args.env.get("KO_STS_QUEUE_TIMEOUT_MS", 2000)))
-        bound = max(1, round(self._capacity() * timeout_ms / 1000.0))
-        return {**env, "KO_STS_MAX_QUEUED_PAIRS": str(bound)}
 
     async def _alternative_server(self, server: HttpServer, name: str) -> None:
         args = self.args
