@@ -138,6 +138,7 @@ class LinkServer:
         self.engine = engine
         self.path = path
         self.status = status
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = _LoopThread("ko-sts-link-server")
         path.unlink(missing_ok=True)
         self._server = self._loop.run(asyncio.start_unix_server(self._serve, path=str(path)), timeout=30)
@@ -148,8 +149,12 @@ class LinkServer:
         return self._loop.thread.is_alive()
 
     def close(self) -> None:
+        """Stops listening and drops the fronts' connections (they fail what they had in flight with 503)."""
+
         async def shut() -> None:
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()
 
         self._loop.run(shut(), timeout=10)
         self._loop.stop()
@@ -157,6 +162,7 @@ class LinkServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         jobs: dict[int, Job] = {}
+        self._writers.add(writer)
         try:
             while True:
                 frame = await _read_frame(reader)
@@ -176,7 +182,8 @@ class LinkServer:
         except Exception:
             logger.exception("link: dropping a front's connection")
         finally:
-            for job in jobs.values():
+            self._writers.discard(writer)
+            for job in list(jobs.values()):
                 self.engine.cancel(job)
             writer.close()
 
