@@ -18,7 +18,12 @@ from tests.live_service import serve
 
 pytestmark = pytest.mark.slow
 PAIRS = {"pairs": [{"sentence1": "오늘 날씨 좋다", "sentence2": "날씨가 맑네요"}]}
-SEPARATE = {"KO_STS_BACKEND": "torch", "KO_STS_DEVICE": "cpu", "KO_STS_MODEL_PROCESS": "separate", "KO_STS_WORKERS": "2"}
+SEPARATE = {
+    "KO_STS_BACKEND": "torch",
+    "KO_STS_DEVICE": "cpu",
+    "KO_STS_MODEL_PROCESS": "separate",
+    "KO_STS_WORKERS": "2",
+}
 
 
 def _model_processes(root: int) -> list[psutil.Process]:
