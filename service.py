@@ -36,7 +36,7 @@ from serving.link import Links, LinkServer, runner_uri, socket_path
 from serving.metrics import TokenizerMetrics
 from serving.schemas import ModelInfo, PairScore, RankedCandidate, SentencePair, request_models
 from serving.settings import Settings
-from serving.startup import check_parity, check_stored_model, start_engine
+from serving.startup import check_parity, check_stored_model, pin_gpu, start_engine
 
 logger = logging.getLogger("bentoml.ko_sts")
 
@@ -55,9 +55,11 @@ class ScoringModel:
     model = MODEL
 
     def __init__(self) -> None:
+        index = bentoml.server_context.worker_index or 1
+        if settings.gpu_workers > 1:
+            logger.info("model process %d of %d takes GPU %s", index, settings.gpu_workers, pin_gpu(index))
         self.engine = start_engine(settings, self.model.path, str(self.model.tag))
         uri = runner_uri(ScoringModel.name)
-        index = bentoml.server_context.worker_index or 1
         self.link = LinkServer(self.engine, socket_path(uri, index), self.status) if uri else None
 
     def __is_alive__(self) -> bool:

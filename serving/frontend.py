@@ -80,8 +80,10 @@ class Frontend:
             raise Unavailable(SHUTTING_DOWN)
         try:
             rows = await asyncio.get_running_loop().run_in_executor(self._tokenizers, self.codec.encode, pairs)
-        except RuntimeError as error:  # the pool was shut down under a request racing the shutdown
-            if not self._closed:
+        except (RuntimeError, asyncio.CancelledError) as error:
+            # a request racing the shutdown: the pool refused it (RuntimeError) or dropped it while it waited
+            # (its future cancelled, while this task itself was not)
+            if not self._closed or asyncio.current_task().cancelling():
                 raise
             raise Unavailable(SHUTTING_DOWN) from error
         if self.observer:

@@ -108,6 +108,30 @@ def check_parity(scorer: Scorer, model_dir: str | Path, tag: str) -> float | Non
     return delta
 
 
+def pin_gpu(worker_index: int) -> str | None:
+    """Gives model process ``worker_index`` (1-based) a GPU of its own, before anything initialises CUDA.
+
+    BentoML hands every worker of a service the same devices (``CUDA_VISIBLE_DEVICES``); with one
+    model process per GPU, worker ``i`` keeps only the ``i``-th of them (of every GPU when unset).
+    Returns the device it kept, or None when there are fewer GPUs than workers' indices.
+    """
+    import os
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        try:
+            listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        visible = ",".join(str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU "))
+    devices = [device for device in visible.split(",") if device.strip()]
+    if len(devices) < worker_index:
+        return None
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices[worker_index - 1]
+    return devices[worker_index - 1]
+
+
 WARM_UP_PAIRS = [
     ("숙소 위치는 찾기 쉬워요.", "숙소를 쉽게 찾을 수 있었어요."),
     ("오늘 날씨 어때?", "환불은 언제 되나요?"),

@@ -22,7 +22,7 @@ from models.pairs import TOKENIZER_FILE
 from models.scorer import load_scorer
 from models.scoring import CONFIG_FILE, CONFIG_KEY
 from models.store import MANIFEST_FILE, save_package, write_manifest
-from serving.startup import ModelRefused, check_parity, check_stored_model
+from serving.startup import ModelRefused, check_parity, check_stored_model, pin_gpu
 from tests.conftest import REPO
 from tests.live_service import free_port
 
@@ -148,3 +148,12 @@ def test_bentoml_serve_refuses_to_start_and_says_why(trained_package, tmp_path, 
     assert f"refusing to serve {model.tag}" in output
     assert (ONNX_FILE if damage == "truncated-onnx" else "onnx.reference") in output
     bentoml.models.delete(model.tag)
+
+
+@pytest.mark.parametrize(
+    ("visible", "index", "kept"), [("0,1,2,3", 1, "0"), ("4,5", 2, "5"), ("GPU-a,GPU-b", 2, "GPU-b"), ("0", 2, None)]
+)
+def test_each_model_process_keeps_its_own_gpu(monkeypatch, visible, index, kept):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert pin_gpu(index) == kept
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == (kept if kept is not None else visible)

@@ -1,0 +1,67 @@
+"""The front's scoring path on the tiny model: scores and truncation per pair, and requests racing the shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from serving.engine import EngineSettings, ScoringEngine
+from serving.errors import Unavailable
+from serving.frontend import Frontend
+from tests.conftest import KLUE_DEV
+from training.data import read_pairs
+
+PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(16).itertuples()]
+
+
+class HeldCodec:
+    """The tiny model's codec, whose tokenising waits until the test lets it go."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def encode(self, pairs):
+        self.entered.set()
+        self.release.wait(timeout=30)
+        return self.codec.encode(pairs)
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+
+def test_scores_and_truncation_come_back_per_pair(scorer):
+    engine = ScoringEngine(scorer, EngineSettings())
+    front = Frontend(scorer, engine)
+    try:
+        result = asyncio.run(front.score(PAIRS))
+    finally:
+        asyncio.run(front.close())
+    assert result.scores == pytest.approx(scorer.score(PAIRS), abs=1e-6)
+    assert result.truncated.tolist() == scorer.truncated(scorer.encode(PAIRS)).tolist()
+
+
+def test_requests_racing_the_shutdown_are_refused_as_unavailable_not_failed(scorer):
+    codec = HeldCodec(scorer)
+    engine = ScoringEngine(scorer, EngineSettings())
+    front = Frontend(codec, engine, tokenizer_threads=1)
+
+    async def main():
+        tokenising = asyncio.create_task(front.score(PAIRS[:1]))  # holds the only tokenizer thread
+        await asyncio.to_thread(codec.entered.wait, 10)
+        waiting = asyncio.create_task(front.score(PAIRS[1:2]))  # queued behind it in the pool
+        await asyncio.sleep(0)
+        closing = asyncio.create_task(front.close())
+        await asyncio.sleep(0)
+        codec.release.set()
+        results = await asyncio.gather(tokenising, waiting, return_exceptions=True)
+        await closing
+        late = await asyncio.gather(front.score(PAIRS[2:3]), return_exceptions=True)
+        return [*results, *late]
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes[1:]), outcomes
+    assert isinstance(outcomes[0], Unavailable) or outcomes[0].scores.shape == (1,)
