@@ -77,7 +77,7 @@ bench: import-default ## compare servers under load: make bench [MODEL=tag|dir] 
 		$(if $(MODEL),--model $(MODEL)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(DEVICE),--device $(DEVICE)) \
 		$(if $(HOST),--host $(HOST)) $(BENCH_ARGS)
 
-# Containers (README, "Containers"). BASE_IMAGE empty: the bentofile's public python:3.11-slim,
+# Containers (docs/containers.md). BASE_IMAGE empty: the bentofile's public python:3.11-slim,
 # pinned by digest; without a registry: make base-image, then BASE_IMAGE=$(LOCAL_BASE).
 LOCAL_BASE := localhost/ko-sts-base:bookworm-py3.11
 BASE_IMAGE ?=

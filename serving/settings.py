@@ -16,7 +16,7 @@ from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
 from serving.inputs import InputRules
 
-# Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see README, "Service settings").
+# Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see docs/serving.md, "Settings").
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
 # CPU passes keep one padded length each (exact batch invariance); GPU passes mix lengths, padded to the longest
 # (the rows are sorted, so little is padding) to a multiple of 8.

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bentoml.ko_sts")
 
 # Largest |served - recorded| reference score (0-5 scale) by how the network runs; measured on the
-# shipped model (README, Operations): the int8 ONNX file reproduces its scores exactly on the CPU
+# shipped model (docs/operations.md): the int8 ONNX file reproduces its scores exactly on the CPU
 # that exported it, leaving room for other CPUs' kernels; PyTorch weights rebuilt from the int8
 # file differ from the exported ones by up to 0.0066, float16 adds up to 0.0025 over 300 dev pairs
 # and bfloat16 up to 0.022. A wrong or damaged model moves scores by tenths or more.

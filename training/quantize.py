@@ -7,8 +7,8 @@ dequantised after the lookup. Nothing is scaled over the batch, so a pair scores
 whatever it is batched with (the dynamic int8 of ``quantize_dynamic``, which scales activations
 over the whole batch, moved scores by up to 0.27 and differed from float32 by up to 1.16).
 
-The choice was measured on the shipped model of the time (2 CPU cores, ONNX Runtime 1.31; README, "Service
-settings"): static QDQ int8 with per-tensor activation scales lost the model (dev Pearson 0.63,
+The choice was measured on the shipped model of the time (2 CPU cores, ONNX Runtime 1.31; docs/serving.md,
+"How requests are served"): static QDQ int8 with per-tensor activation scales lost the model (dev Pearson 0.63,
 outlier channels in the post-LayerNorm activations), MatMulNBits 8-bit kept it (dev 0.8868
 against 0.8871 in float32, largest difference 0.078 on the 0-5 scale) at float32 speed and
 about a quarter of its size.
