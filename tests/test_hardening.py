@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -17,6 +16,7 @@ import pytest
 
 from ko_sts.v1 import similarity_pb2 as pb
 from serving.schemas import NOT_BLANK
+from tests.engine_doubles import wait_for
 from tests.live_service import Server, serve
 
 pytestmark = pytest.mark.slow
@@ -119,10 +119,14 @@ def test_refusals_are_one_log_line_each_with_the_request_id_and_never_the_text(s
     assert response.status_code == 413
     request_id = response.headers["x-request-id"]
     assert response.headers["x-bentoml-request-id"] == request_id
-    time.sleep(0.5)
+
+    def refusals() -> list[str]:
+        lines = server.log_text().splitlines()
+        return [line for line in lines if "refused /score" in line and f"span={request_id}" in line]
+
+    wait_for(refusals)  # the log is written a moment after the answer
     log = server.log_text()
-    refusals = [line for line in log.splitlines() if "refused /score" in line and f"span={request_id}" in line]
-    assert len(refusals) == 1 and "413 too_large" in refusals[0]
+    assert len(refusals()) == 1 and "413 too_large" in refusals()[0]
     assert "Traceback" not in log and SECRET_TEXT not in log and KEY not in log
 
 
@@ -174,8 +178,7 @@ def test_grpc_needs_the_key_and_answers_request_ids(server):
     assert len(pb.ScoreResponse.FromString(reply).results) == 1
     request_id = metadata["x-request-id"]
     assert REQUEST_ID.fullmatch(request_id)
-    time.sleep(0.5)
-    assert any(f"span={request_id}" in line and "code=OK" in line for line in server.log_text().splitlines())
+    wait_for(lambda: any(f"span={request_id}" in line and "code=OK" in line for line in server.log_text().splitlines()))
 
 
 @pytest.mark.parametrize(
