@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.backends import Backend, Device, TorchDtype, load_runtime
@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     grpc_host: str = Field("[::]", description="address the gRPC server binds ('[::]': every interface)")
     grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (HTTP's is `bentoml serve --port`)")
     grpc_grace_s: float = Field(30.0, ge=0, description="on shutdown, time gRPC calls in flight get to finish")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Refuses settings that contradict each other, naming both."""
+        if self.gpu_workers > 1 and not self.separate_model_process:
+            raise ValueError(
+                f"KO_STS_GPU_WORKERS={self.gpu_workers} needs the model in processes of its own, but "
+                f"KO_STS_MODEL_PROCESS={self.model_process} (with KO_STS_BACKEND={self.backend}, "
+                f"KO_STS_DEVICE={self.device}) keeps it in the front; set KO_STS_MODEL_PROCESS=separate"
+            )
+        if self.batch_wait_ms >= self.queue_timeout_ms:
+            raise ValueError(
+                f"KO_STS_BATCH_WAIT_MS={self.batch_wait_ms:g} is not below KO_STS_QUEUE_TIMEOUT_MS="
+                f"{self.queue_timeout_ms:g}: every request would wait out the queue timeout; lower the wait"
+            )
+        return self
 
     @property
     def separate_model_process(self) -> bool:
