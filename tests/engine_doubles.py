@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -86,3 +87,18 @@ class FailingRuntime(Runtime):
 def over(scorer: Scorer, runtime: Runtime) -> Scorer:
     """``scorer`` with another runtime."""
     return Scorer(runtime, scorer.tokenizer, scorer.settings, scorer.limits)
+
+
+async def cancel_while_waiting(score, engine, runtime, pairs):
+    """Holds ``pairs[0]`` at the gate, queues ``pairs[1:9]`` behind it and cancels them; returns the held answer.
+
+    ``score(pairs)`` is the coroutine under test (through the engine, or the link in front of it).
+    """
+    held = asyncio.create_task(score(pairs[:1]))
+    await asyncio.to_thread(runtime.entered.wait, 10)
+    gone = asyncio.create_task(score(pairs[1:9]))
+    await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 8)
+    gone.cancel()
+    await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0)
+    runtime.gate.set()
+    return await held

@@ -11,7 +11,7 @@ import pytest
 from serving.engine import EngineSettings, ScoringEngine
 from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceError, Unavailable
 from tests.conftest import KLUE_DEV
-from tests.engine_doubles import DeviceLost, FailingRuntime, Rounds, behind_gate, over, wait_for
+from tests.engine_doubles import DeviceLost, FailingRuntime, Rounds, behind_gate, cancel_while_waiting, over, wait_for
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(64).itertuples()]
@@ -217,18 +217,9 @@ def test_cancelled_requests_are_skipped(gated):
     observer = Rounds()
     engine = _engine(scorer, observer)
 
-    async def main():
-        holder = asyncio.create_task(_score(engine, PAIRS[:1]))
-        await asyncio.to_thread(runtime.entered.wait, 10)
-        gone = asyncio.create_task(_score(engine, PAIRS[1:9]))
-        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 8)
-        gone.cancel()
-        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0)
-        runtime.gate.set()
-        return await holder
-
     try:
-        assert asyncio.run(main()).shape == (1,)
+        held = asyncio.run(cancel_while_waiting(lambda pairs: _score(engine, pairs), engine, runtime, PAIRS))
+        assert held.shape == (1,)
     finally:
         engine.close()
     assert observer.refused == ["cancelled"]

@@ -13,7 +13,7 @@ from serving.engine import EngineSettings, ScoringEngine
 from serving.errors import Overloaded, QueueTimeout, Unavailable
 from serving.link import LinkClient, Links, LinkServer, decode_score, encode_score
 from tests.conftest import KLUE_DEV
-from tests.engine_doubles import DeviceLost, FailingRuntime, behind_gate, over, wait_for
+from tests.engine_doubles import DeviceLost, FailingRuntime, behind_gate, cancel_while_waiting, over, wait_for
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(32).itertuples()]
@@ -102,18 +102,12 @@ def test_a_cancelled_caller_cancels_its_work_in_the_model_process(gated, short_p
     engine = ScoringEngine(scorer, EngineSettings())
     server, links = _linked(engine, short_path)
 
-    async def main():
-        holder = asyncio.create_task(links.logits(scorer.encode(PAIRS[:1]), 1))
-        await asyncio.to_thread(runtime.entered.wait, 10)
-        gone = asyncio.create_task(links.logits(scorer.encode(PAIRS[1:9]), 8))
-        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 8)
-        gone.cancel()
-        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0)
-        runtime.gate.set()
-        return await holder
+    async def score(pairs):
+        return await links.logits(scorer.encode(pairs), len(pairs))
 
     try:
-        assert asyncio.run(main()).shape == (scorer.rows_per_pair,)  # logits: one per row
+        held = asyncio.run(cancel_while_waiting(score, engine, runtime, PAIRS))
+        assert held.shape == (scorer.rows_per_pair,)  # logits: one per row
     finally:
         links.close()
         server.close()
