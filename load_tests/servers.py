@@ -15,6 +15,7 @@ waits for ``/readyz`` and reports the log's tail when a server does not come up.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -328,9 +329,8 @@ class InProcessEngine:
     cpu_seconds = None  # the engine shares this process with the client
 
     def stop(self) -> None:
-        if self.engine is not None:
-            self.frontend._tokenizers.shutdown(wait=False)
-            self.engine.close()
+        if self.frontend is not None:
+            asyncio.run(self.frontend.close())  # its tokenizer pool, then the engine
             self.engine = self.frontend = None
             release_memory()
 
