@@ -83,7 +83,9 @@ class ScoringModel:
         await asyncio.to_thread(self.engine.close)
 
 
-@bentoml.service(traffic={"timeout": 60}, workers=settings.front_workers)
+@bentoml.service(
+    traffic={"timeout": 60}, workers=settings.front_workers, logging={"access": {"enabled": settings.access_lines}}
+)
 class KoSTS:
     """Scores Korean sentence pairs with a fine-tuned cross-encoder from the model store."""
 

@@ -73,6 +73,7 @@ class GrpcOptions:
         reuse_port: bind with ``SO_REUSEPORT`` (several workers share the port).
         max_message_bytes: larger requests are refused by gRPC itself (``RESOURCE_EXHAUSTED``).
         api_key: the key every ``Similarity`` call must send, or None.
+        access_log: log one line per call, as BentoML's access log does for HTTP.
     """
 
     host: str = "[::]"
@@ -81,6 +82,7 @@ class GrpcOptions:
     reuse_port: bool = False
     max_message_bytes: int = InputRules().body_limit
     api_key: ApiKey | None = None
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,15 @@ class GrpcMetrics:
 class SimilarityServicer(pb_grpc.SimilarityServicer):
     """``ko_sts.v1.Similarity``: translates calls to the engine and errors to status codes."""
 
-    def __init__(self, metrics: GrpcMetrics | None = None, api_key: ApiKey | None = None) -> None:
+    def __init__(
+        self, metrics: GrpcMetrics | None = None, api_key: ApiKey | None = None, access_log: bool = True
+    ) -> None:
         from bentoml._internal.configuration.containers import BentoMLContainer
 
         self.model: ServedModel | None = None  # set once the model is loaded and warm
         self.metrics = metrics
         self.api_key = api_key
+        self.access_log = access_log
         self.tracer = BentoMLContainer.tracer_provider.get().get_tracer(__name__)
 
     async def Score(self, request: pb.ScoreRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
@@ -223,7 +228,8 @@ class SimilarityServicer(pb_grpc.SimilarityServicer):
                 await context.abort(grpc.StatusCode[code], failure.message, trailing_metadata=tuple(trailing))
             finally:
                 elapsed = time.perf_counter() - started
-                logger.info("gRPC %s (peer=%s) (code=%s) %.3fms", method, context.peer(), code, elapsed * 1000)
+                if self.access_log:
+                    logger.info("gRPC %s (peer=%s) (code=%s) %.3fms", method, context.peer(), code, elapsed * 1000)
                 if self.metrics:
                     self.metrics.in_progress.labels(method).dec()
                     self.metrics.calls.labels(method, code).inc()
@@ -315,7 +321,7 @@ class GrpcServer:
 
     def __init__(self, options: GrpcOptions, metrics: GrpcMetrics | None = None) -> None:
         self.options = options
-        self.servicer = SimilarityServicer(metrics, options.api_key)
+        self.servicer = SimilarityServicer(metrics, options.api_key, options.access_log)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None

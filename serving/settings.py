@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     grpc_host: str = Field("[::]", description="address the gRPC server binds ('[::]': every interface)")
     grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (HTTP's is `bentoml serve --port`)")
     grpc_grace_s: float = Field(30.0, ge=0, description="on shutdown, time gRPC calls in flight get to finish")
+    access_log: bool | None = Field(
+        None,
+        description="one log line per HTTP request and gRPC call; unset: on with a shared model, off with a separate "
+        "model process, where thousands of calls a second each cost a line (the metrics count every call either way)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -114,10 +119,19 @@ class Settings(BaseSettings):
 
     @property
     def front_workers(self) -> int:
-        """Front worker processes: ``workers``, else 1 beside a shared model, else half the cores (2 to 8)."""
+        """Front worker processes: ``workers``, else 1 beside a shared model, else half the cores (2 to 8).
+
+        12 fronts on the 16-core H200 host measured the same as 8 within run-to-run noise
+        (docs/benchmarks.md), so the rest of the cores stay with the model process and tokenizers.
+        """
         if self.workers is not None:
             return self.workers
         return min(8, max(2, (os.cpu_count() or 2) // 2)) if self.separate_model_process else 1
+
+    @property
+    def access_lines(self) -> bool:
+        """Whether each call writes an access log line (``access_log``; unset: only beside a shared model)."""
+        return self.access_log if self.access_log is not None else not self.separate_model_process
 
     def batch_limits(self, device: str) -> BatchLimits:
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
@@ -183,6 +197,7 @@ class Settings(BaseSettings):
             reuse_port=self.front_workers > 1,
             max_message_bytes=self.input_rules().body_limit,
             api_key=self.key(),
+            access_log=self.access_lines,
         )
 
 

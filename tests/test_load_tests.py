@@ -65,6 +65,15 @@ def test_in_process_ceilings(trained_package, tmp_path):
     assert all(b is not None and b >= 1 for b in batches)
 
 
+def test_latency_stages_each_add_to_the_last(trained_package, capsys):
+    from load_tests.latency import main as latency
+
+    assert latency([str(trained_package), "--backend", "onnx", "--device", "cpu", "--calls", "5"]) == 0
+    stages = json.loads(capsys.readouterr().out)
+    assert list(stages) == ["tokenise", "forward", "engine", "link", "front"]
+    assert all(0 < stage["p50_ms"] <= stage["p90_ms"] for stage in stages.values())
+
+
 @pytest.mark.slow
 def test_http_service_and_seed_baseline(trained_package, tmp_path):
     """`bentoml serve` and the seed-design FastAPI app, started, loaded and stopped by the harness."""

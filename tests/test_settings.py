@@ -39,3 +39,12 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("KO_STS_CUDA_GRAPH_TOKENS", "0")
     settings = Settings()
     assert (settings.gpu_workers, settings.cuda_graph_tokens, settings.separate_model_process) == (2, 0, True)
+
+
+def test_access_lines_default_to_on_beside_a_shared_model_and_off_beside_a_separate_one():
+    assert Settings(backend="onnx", device="cpu").access_lines
+    assert not Settings(backend="torch", device="cuda").access_lines
+    assert Settings(backend="torch", device="cuda", access_log=True).access_lines
+    assert not Settings(backend="onnx", device="cpu", access_log=False).access_lines
+    assert not Settings(backend="torch", device="cuda").grpc().access_log
+
