@@ -11,8 +11,9 @@ aiohttp, one gRPC channel with grpc.aio); make it once and share it. It may be m
 event loop; it opens its connections in, and belongs to, the event loop of its first call. Waiting
 never blocks the loop: the calls, and the waits between retries, are awaited. Cancelling a call
 (``task.cancel()``, ``asyncio.wait_for``) raises ``asyncio.CancelledError`` in the caller at once,
-also in the middle of a retry wait, and cancels the request in flight (gRPC cancels the call on
-the service, which drops work it has not started).
+also in the middle of a retry wait, and cancels the request in flight (HTTP closes the request's
+connection; gRPC cancels the call on the service, which drops work it has not started). A call's
+``timeout_s`` bounds each attempt whole: connecting, sending and reading the answer.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pytest
 
 import ko_sts.aio
 import ko_sts.client
-from ko_sts import AsyncGrpcClient, KoStsError, PairScore, RankedCandidate, Retry
+from ko_sts import AsyncGrpcClient, AsyncHttpClient, KoStsError, PairScore, RankedCandidate, Retry
 from ko_sts.protocol import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
 from serving.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
 from serving.frontend import Scored
@@ -456,3 +456,28 @@ def test_an_async_grpc_client_belongs_to_one_event_loop(grpc_server):
         loop.run_until_complete(client.close())
     finally:
         loop.close()
+
+
+def test_an_async_http_client_belongs_to_one_event_loop():
+    server = ScriptedHttp([OK_SCORES])
+    client = AsyncHttpClient(server.url)  # made outside any loop: its session opens in the first call's
+    loop = asyncio.new_event_loop()
+    try:
+        assert len(loop.run_until_complete(client.score(PAIRS)).results) == 2
+        with pytest.raises(RuntimeError, match="one per loop"):
+            asyncio.run(client.score(PAIRS))
+        loop.run_until_complete(client.close())
+    finally:
+        loop.close()
+        server.stop()
+    assert len(server.seen) == 1
+
+
+def test_the_async_http_client_takes_the_proxy_the_environment_names(monkeypatch):
+    """As httpx does (the sync client): HTTP_PROXY, unless NO_PROXY names the host; read once."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert AsyncHttpClient("http://ko-sts.test:3000")._proxy == "http://proxy.test:3128"
+    assert AsyncHttpClient("http://127.0.0.1:3000")._proxy is None
+    monkeypatch.delenv("HTTP_PROXY")
+    assert AsyncHttpClient("http://ko-sts.test:3000")._proxy is None
