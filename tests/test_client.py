@@ -90,6 +90,7 @@ class ScriptedHttp:
     def __init__(self, script: list[Any]):
         self.script = script
         self.seen: list[Seen] = []
+        self.connections = 0
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -121,6 +122,10 @@ class ScriptedHttp:
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that gave up on a hung answer has closed its socket
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                scripted.connections += 1
+                super().process_request(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
         self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -481,3 +486,23 @@ def test_the_async_http_client_takes_the_proxy_the_environment_names(monkeypatch
     assert AsyncHttpClient("http://127.0.0.1:3000")._proxy is None
     monkeypatch.delenv("HTTP_PROXY")
     assert AsyncHttpClient("http://ko-sts.test:3000")._proxy is None
+
+
+def test_an_async_http_client_uses_and_closes_the_connector_it_is_given():
+    import aiohttp
+
+    server = ScriptedHttp([OK_SCORES])
+
+    async def main() -> None:
+        used = aiohttp.TCPConnector(limit=1)  # one connection: the calls take turns on it
+        async with AsyncHttpClient(server.url, connector=used) as client:
+            await asyncio.gather(*(client.score(PAIRS) for _ in range(3)))
+        unused = aiohttp.TCPConnector()
+        await AsyncHttpClient(server.url, connector=unused).close()  # closed even if no call opened it
+        assert used.closed and unused.closed
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+    assert len(server.seen) == 3 and server.connections == 1
