@@ -2,9 +2,10 @@
 
     from ko_sts import AsyncGrpcClient, AsyncHttpClient, GrpcClient, HttpClient
 
-Installed as the ``ko-sts-client`` distribution (``client/pyproject.toml``): needs ``httpx``,
-``grpcio`` and ``protobuf``, nothing of the server. ``ko_sts.v1`` holds the gRPC code generated
-from ``proto/ko_sts/v1/similarity.proto`` (in the installed package: ``ko_sts/v1/similarity.proto``).
+Installed as the ``ko-sts-client`` distribution (``client/pyproject.toml``): needs ``httpx``
+(sync HTTP), ``aiohttp`` (asyncio HTTP), ``grpcio`` and ``protobuf``, nothing of the server.
+``ko_sts.v1`` holds the gRPC code generated from ``proto/ko_sts/v1/similarity.proto`` (in the
+installed package: ``ko_sts/v1/similarity.proto``).
 """
 
 from ko_sts.aio import AsyncGrpcClient, AsyncHttpClient

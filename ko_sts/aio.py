@@ -6,12 +6,14 @@
         result = await client.score([("오늘 날씨 좋다", "날씨가 맑네요")])
         best = await client.rank("환불은 언제 되나요?", ["환불 기간이 궁금해요", "배송은 얼마나 걸려요?"], top_k=1)
 
-One client serves any number of concurrent calls on its connections (HTTP keep-alive, one gRPC
-channel); make it once and share it. It belongs to the event loop it is first used in. Waiting
+One client serves any number of concurrent calls on its connections (HTTP keep-alive with
+aiohttp, one gRPC channel with grpc.aio); make it once and share it. It may be made outside any
+event loop; it opens its connections in, and belongs to, the event loop of its first call. Waiting
 never blocks the loop: the calls, and the waits between retries, are awaited. Cancelling a call
 (``task.cancel()``, ``asyncio.wait_for``) raises ``asyncio.CancelledError`` in the caller at once,
-also in the middle of a retry wait, and cancels the request in flight (gRPC cancels the call on
-the service, which drops work it has not started).
+also in the middle of a retry wait, and cancels the request in flight (HTTP closes the request's
+connection; gRPC cancels the call on the service, which drops work it has not started). A call's
+``timeout_s`` bounds each attempt whole: connecting, sending and reading the answer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ko_sts.protocol import (
     Api,
     Call,
     GrpcApi,
+    HttpAnswer,
     HttpApi,
     KoStsError,
     ModelInfo,
@@ -33,13 +36,15 @@ from ko_sts.protocol import (
     RankResult,
     Retry,
     ScoreResult,
+    TransportFailures,
     grpc_errors,
     http_transport_errors,
 )
 
 if TYPE_CHECKING:
+    import aiohttp
     import grpc.aio
-    import httpx
+    from yarl import URL
 
 T = TypeVar("T")
 C = TypeVar("C", bound="AsyncClient")
@@ -50,6 +55,17 @@ class AsyncClient(Policy):
     """What both asyncio clients share: the three calls of :class:`ko_sts.client.Client`, awaited."""
 
     _api: Api
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def _in_own_loop(self) -> bool:
+        """Whether this client has been opened already; raises when called from another event loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            return False
+        if loop is not self._loop:
+            raise RuntimeError(f"an {type(self).__name__} serves the event loop of its first call; make one per loop")
+        return True
 
     async def score(self, pairs: Iterable[PairLike], timeout_s: float | None = None) -> ScoreResult:
         """As :meth:`ko_sts.client.Client.score`."""
@@ -87,9 +103,11 @@ class AsyncClient(Policy):
 
 
 class AsyncHttpClient(AsyncClient):
-    """The service's HTTP API with ``httpx.AsyncClient``, on kept-alive connections.
+    """The service's HTTP API with ``aiohttp``, on kept-alive connections opened in the loop of the first call.
 
-    Args: as :class:`ko_sts.client.HttpClient` (``transport``: an ``httpx.AsyncBaseTransport``).
+    Args: as :class:`ko_sts.client.HttpClient`, but ``connector``: an ``aiohttp.BaseConnector`` of your
+    own (TLS settings, connection limits), made in the event loop the client will serve, and closed
+    with the client.
     """
 
     _api: HttpApi
@@ -100,21 +118,63 @@ class AsyncHttpClient(AsyncClient):
         timeout_s: float = 30.0,
         retry: Retry = DEFAULT_RETRY,
         api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        connector: aiohttp.BaseConnector | None = None,
     ):
-        import httpx
+        import aiohttp
+        from yarl import URL
 
         super().__init__(timeout_s, retry)
         self._api = HttpApi(api_key)
-        self._http = httpx.AsyncClient(base_url=url, headers=self._api.headers, transport=transport)
+        self._url = URL(url)
+        self._routes: dict[str, URL] = {}  # route -> its URL, parsed once
+        self._proxy = _environment_proxy(self._url)
+        self._connector = connector
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout
+        self._failures = TransportFailures(
+            (aiohttp.ClientConnectorError,),  # DNS, refused, TLS handshake: nothing was sent
+            (asyncio.TimeoutError,),  # the call's total timeout, or aiohttp's ServerTimeoutError
+            (aiohttp.ClientError,),
+        )
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The session, opened now if this is the first call (aiohttp binds its connections to the loop)."""
+        if not self._in_own_loop() or self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(headers=self._api.headers, connector=self._connector)
+        return self._session
 
     async def _send(self, call: Call[T], timeout_s: float) -> T:
-        with http_transport_errors(timeout_s):
-            response = await self._http.post(call.name, json=call.request, timeout=timeout_s)
-        return HttpApi.answer(call, response)
+        session = self._open()
+        with http_transport_errors(timeout_s, self._failures):
+            async with session.post(
+                self._routes.get(call.name) or self._routes.setdefault(call.name, self._url / call.name.lstrip("/")),
+                data=call.request,
+                proxy=self._proxy,
+                timeout=self._timeout(total=timeout_s),
+            ) as response:
+                answer = HttpAnswer(response.status, response.reason or "", response.headers, await response.read())
+        return HttpApi.answer(call, answer)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+        elif self._connector is not None:
+            await self._connector.close()
+
+
+def _environment_proxy(url: URL) -> str | None:
+    """The proxy that the environment names for ``url`` (``HTTP_PROXY``, ``NO_PROXY``, ...), as httpx uses it.
+
+    Read once, when the client is made: aiohttp's ``trust_env`` would read it, and ``~/.netrc``, on every call.
+    """
+    import urllib.request
+
+    if not url.host or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 class AsyncGrpcClient(AsyncClient):
@@ -138,12 +198,10 @@ class AsyncGrpcClient(AsyncClient):
         self._target = target
         self._channel = channel
         self._stub: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _bound_stub(self) -> Any:
         """The stub on this client's channel, opened now if this is the first call (grpc.aio binds it to the loop)."""
-        loop = asyncio.get_running_loop()
-        if self._stub is None:
+        if not self._in_own_loop() or self._stub is None:
             import grpc.aio
 
             from ko_sts.v1 import similarity_pb2_grpc
@@ -151,9 +209,6 @@ class AsyncGrpcClient(AsyncClient):
             if self._channel is None:
                 self._channel = grpc.aio.insecure_channel(self._target)
             self._stub = similarity_pb2_grpc.SimilarityStub(self._channel)  # type: ignore[no-untyped-call]
-            self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError("an AsyncGrpcClient serves the event loop of its first call; make one per loop")
         return self._stub
 
     async def _send(self, call: Call[T], timeout_s: float) -> T:

@@ -29,6 +29,7 @@ from ko_sts.protocol import (
     Api,
     Call,
     GrpcApi,
+    HttpAnswer,
     HttpApi,
     KoStsError,
     ModelInfo,
@@ -37,6 +38,7 @@ from ko_sts.protocol import (
     RankResult,
     Retry,
     ScoreResult,
+    TransportFailures,
     grpc_errors,
     http_transport_errors,
 )
@@ -117,11 +119,13 @@ class HttpClient(Client):
         super().__init__(timeout_s, retry)
         self._api = HttpApi(api_key)
         self._http = httpx.Client(base_url=url, headers=self._api.headers, transport=transport)
+        self._failures = TransportFailures((httpx.ConnectError,), (httpx.TimeoutException,), (httpx.TransportError,))
 
     def _send(self, call: Call[T], timeout_s: float) -> T:
-        with http_transport_errors(timeout_s):
-            response = self._http.post(call.name, json=call.request, timeout=timeout_s)
-        return HttpApi.answer(call, response)
+        with http_transport_errors(timeout_s, self._failures):
+            response = self._http.post(call.name, content=call.request, timeout=timeout_s)
+        answer = HttpAnswer(response.status_code, response.reason_phrase, response.headers, response.content)
+        return HttpApi.answer(call, answer)
 
     def close(self) -> None:
         self._http.close()

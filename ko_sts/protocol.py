@@ -2,21 +2,21 @@
 
 A call is a :class:`Call`: what to send (an HTTP route and JSON body, or a gRPC method and
 message) and how to read the answer. :class:`HttpApi` and :class:`GrpcApi` build them; the
-clients in :mod:`ko_sts.client` (sync) and :mod:`ko_sts.aio` (asyncio) only send them, inside
-one :class:`Deadline` per call that decides which failures are retried and how long to wait.
+clients in :mod:`ko_sts.client` (sync, httpx) and :mod:`ko_sts.aio` (asyncio, aiohttp) only send
+them, inside one :class:`Deadline` per call that decides which failures are retried and how long
+to wait. An HTTP library's answer becomes an :class:`HttpAnswer`, and its failures are named by
+one :class:`TransportFailures`, so that both HTTP libraries give the same results and errors.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
-
-if TYPE_CHECKING:
-    import httpx
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 T = TypeVar("T")
 PairLike = tuple[str, str] | Mapping[str, str]
@@ -128,39 +128,63 @@ class KoStsError(Exception):
         self.retryable = retryable
 
 
-def http_error(response: httpx.Response) -> KoStsError:
+@dataclass(frozen=True)
+class HttpAnswer:
+    """An HTTP answer as both clients read it, whichever library received it (httpx, aiohttp).
+
+    ``headers`` is the library's own case-insensitive mapping; ``body`` the whole body, read.
+    """
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_error(answer: HttpAnswer) -> KoStsError:
     """The error of an HTTP answer other than 200: the service's kind and detail, or the status's kind."""
     try:
-        payload = response.json()
-    except ValueError:
+        payload = answer.json()
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError alike
         payload = {}
     kind = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(kind, str) or " " in kind:  # BentoML's own errors put a message in "error"
-        kind = KIND_OF_HTTP_STATUS.get(response.status_code, "internal")
+        kind = KIND_OF_HTTP_STATUS.get(answer.status, "internal")
     detail = payload.get("detail") or payload.get("error") if isinstance(payload, dict) else None
     return KoStsError(
         kind,
-        str(detail or response.text[:500] or response.reason_phrase),
-        status=response.status_code,
-        retry_after_s=_seconds(response.headers.get("retry-after")),
-        model_tag=response.headers.get(MODEL_HEADER) or None,
-        retryable=response.status_code in RETRY_HTTP_STATUSES,
+        str(detail or answer.body[:500].decode("utf-8", "replace") or answer.reason),
+        status=answer.status,
+        retry_after_s=_seconds(answer.headers.get("retry-after")),
+        model_tag=answer.headers.get(MODEL_HEADER) or None,
+        retryable=answer.status in RETRY_HTTP_STATUSES,
     )
 
 
-@contextmanager
-def http_transport_errors(timeout_s: float) -> Iterator[None]:
-    """Turns httpx's failures to reach the service into :class:`KoStsError` (sync and async clients alike)."""
-    import httpx
+@dataclass(frozen=True)
+class TransportFailures:
+    """An HTTP library's exceptions for: a connection that could not be opened (nothing was sent),
+    no answer within the deadline, and any other failure to get an answer."""
 
+    not_connected: tuple[type[BaseException], ...]
+    too_late: tuple[type[BaseException], ...]
+    other: tuple[type[BaseException], ...]
+
+
+@contextmanager
+def http_transport_errors(timeout_s: float, failures: TransportFailures) -> Iterator[None]:
+    """Turns an HTTP library's failures to reach the service into :class:`KoStsError` (both clients alike)."""
     try:
         yield
-    except httpx.ConnectError as error:  # nothing was sent: as safe to retry as a 503
+    except failures.not_connected as error:  # nothing was sent: as safe to retry as a 503
         raise KoStsError("unavailable", f"cannot connect: {error}", retryable=True) from error
-    except httpx.TimeoutException as error:
+    except failures.too_late as error:
         raise KoStsError("deadline_exceeded", f"no answer within {timeout_s:.3g} s") from error
-    except httpx.TransportError as error:
-        raise KoStsError("transport", str(error)) from error
+    except failures.other as error:
+        raise KoStsError("transport", str(error) or type(error).__name__) from error
 
 
 class RpcFailure(Protocol):
@@ -274,9 +298,9 @@ class Policy:
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One call, ready to send: ``name`` is the HTTP route or the gRPC method, ``request`` the JSON body or
-    message, and ``read`` turns the answer (an ``httpx.Response`` with status 200, or the reply message)
-    into the result."""
+    """One call, ready to send: ``name`` is the HTTP route or the gRPC method, ``request`` the JSON body
+    (UTF-8 bytes) or message, and ``read`` turns the answer (an :class:`HttpAnswer` with status 200, or
+    the reply message) into the result."""
 
     name: str
     request: Any
@@ -301,35 +325,40 @@ def _pairs(pairs: Iterable[PairLike]) -> list[tuple[str, str]]:
 class HttpApi:
     """``POST /score``, ``/rank`` and ``/model_info``: JSON bodies, and results from 200 answers.
 
-    ``headers`` go with every request (the API key as ``Authorization: Bearer <key>``, if any).
+    ``headers`` go with every request: the body's type, and the API key as ``Authorization: Bearer <key>``.
     """
 
     def __init__(self, api_key: str | None = None):
-        self.headers = _authorization(api_key, "Authorization")
+        self.headers = {"Content-Type": "application/json", **_authorization(api_key, "Authorization")}
 
     def score(self, pairs: Iterable[PairLike]) -> Call[ScoreResult]:
         body = {"pairs": [{"sentence1": a, "sentence2": b} for a, b in _pairs(pairs)]}
-        return Call("/score", body, lambda r: ScoreResult([PairScore(**item) for item in r.json()], _tag(r)))
+        return Call("/score", _json(body), lambda r: ScoreResult([PairScore(**item) for item in r.json()], _tag(r)))
 
     def rank(self, query: str, candidates: Sequence[str], top_k: int | None) -> Call[RankResult]:
         body: dict[str, Any] = {"query": query, "candidates": list(candidates)}
         if top_k is not None:
             body["top_k"] = top_k
-        return Call("/rank", body, lambda r: RankResult([RankedCandidate(**item) for item in r.json()], _tag(r)))
+        return Call("/rank", _json(body), lambda r: RankResult([RankedCandidate(**i) for i in r.json()], _tag(r)))
 
     def model_info(self) -> Call[ModelInfo]:
-        return Call("/model_info", {}, lambda r: ModelInfo(**r.json()))
+        return Call("/model_info", b"{}", lambda r: ModelInfo(**r.json()))
 
     @staticmethod
-    def answer(call: Call[T], response: httpx.Response) -> T:
+    def answer(call: Call[T], answer: HttpAnswer) -> T:
         """The result of a 200 answer; any other status raises its :class:`KoStsError`."""
-        if response.status_code != 200:
-            raise http_error(response)
-        return call.read(response)
+        if answer.status != 200:
+            raise http_error(answer)
+        return call.read(answer)
 
 
-def _tag(response: httpx.Response) -> str:
-    return str(response.headers.get(MODEL_HEADER, ""))
+def _json(body: Any) -> bytes:
+    """A request body: compact UTF-8 JSON (as httpx writes ``json=``)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _tag(answer: HttpAnswer) -> str:
+    return str(answer.headers.get(MODEL_HEADER, ""))
 
 
 class GrpcApi:

@@ -1,5 +1,6 @@
-"""The ko_sts clients, sync and asyncio: answers, errors and retries over HTTP (a mock transport) and gRPC
-(the real server class in-process), then what only asyncio has: cancellation and a loop never blocked.
+"""The ko_sts clients, sync and asyncio: answers, errors and retries over HTTP (a scripted server on
+loopback, which both HTTP libraries, httpx and aiohttp, talk to for real) and gRPC (the real server
+class in-process), then what only asyncio has: cancellation and a loop never blocked.
 
 Every test of answers, errors and retries runs for both styles (``tests/client_styles.py``): the two
 must behave the same. Which failures are retried must match the service's error table. The clients
@@ -9,14 +10,20 @@ against `bentoml serve` of the tiny model, on every supported Python: tests/test
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from contextlib import ExitStack
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from ko_sts import AsyncGrpcClient, KoStsError, PairScore, RankedCandidate, Retry
+import ko_sts.aio
+import ko_sts.client
+from ko_sts import AsyncGrpcClient, AsyncHttpClient, KoStsError, PairScore, RankedCandidate, Retry
 from ko_sts.protocol import KIND_OF_GRPC_CODE, KIND_OF_HTTP_STATUS, RETRY_GRPC_CODES, RETRY_HTTP_STATUSES
 from serving.errors import ERROR_TABLE, ErrorKind, Overloaded, Unavailable
 from serving.frontend import Scored
@@ -65,24 +72,104 @@ def sleeps(monkeypatch) -> list[float]:
     return waited
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A request the scripted server received."""
+
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+class ScriptedHttp:
+    """An HTTP/1.1 server on loopback (keep-alive) whose requests get ``script``'s answers in turn, the last
+    one repeated: an ``httpx.Response`` is written as it is; ``"hang"`` answers nothing for 2 s, ``"garble"``
+    writes what is not HTTP and closes. With ``"refuse"`` first, the port is bound but not listening (a
+    connection is refused) until :meth:`listen`, which the test's retry wait calls."""
+
+    def __init__(self, script: list[Any]):
+        self.script = script
+        self.seen: list[Seen] = []
+        self.connections = 0
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                scripted.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                answer = scripted.script[min(len(scripted.seen), len(scripted.script)) - 1]
+                if answer == "hang":
+                    threading.Event().wait(2.0)
+                    self.close_connection = True
+                elif answer == "garble":
+                    self.wfile.write(b"this is not HTTP\r\n\r\n")
+                    self.close_connection = True
+                else:
+                    self.send_response(answer.status_code)
+                    for name, value in {**answer.headers, "content-length": str(len(answer.content))}.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up on a hung answer has closed its socket
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                scripted.connections += 1
+                super().process_request(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.server_bind()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        if script[0] == "refuse":
+            script.pop(0)
+        else:
+            self.listen()
+
+    def listen(self) -> None:
+        if not self.thread.is_alive():
+            self.server.server_activate()
+            self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+
+def _first(action, wait):
+    """``wait`` (recorded, sync or async), after ``action``."""
+
+    def wait_after(seconds: float) -> Any:
+        action()
+        return wait(seconds)
+
+    return wait_after
+
+
 @pytest.fixture
-def http_client(style):
-    """Makes HTTP clients whose requests get ``responses`` in turn (an exception is raised instead)."""
+def http_client(style, sleeps, monkeypatch):
+    """Makes HTTP clients of scripted servers: ``http_client(script, **options)`` -> the client, requests seen."""
     with ExitStack() as stack:
 
-        def make(responses: list, **options):
-            seen: list[httpx.Request] = []
-
-            def handler(request: httpx.Request) -> httpx.Response:
-                seen.append(request)
-                answer = responses[min(len(seen), len(responses)) - 1]
-                if isinstance(answer, Exception):
-                    raise answer
-                return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)  # unread
-
-            transport = httpx.MockTransport(handler)
-            client = make_client(style, "http", "http://ko-sts.test", transport=transport, **options)
-            return stack.enter_context(client), seen
+        def make(script: list, **options):
+            server = ScriptedHttp(list(script))
+            stack.callback(server.stop)
+            for module in (ko_sts.client, ko_sts.aio):  # a retry wait lets a refusing server listen
+                monkeypatch.setattr(module, "_sleep", _first(server.listen, module._sleep))
+            client = make_client(style, "http", server.url, **options)
+            return stack.enter_context(client), server.seen
 
         yield make
 
@@ -104,8 +191,8 @@ def test_http_score_sends_pairs_and_reads_results_and_model(sleeps, http_client)
     result = client.score([PAIRS[0], {"sentence1": PAIRS[1][0], "sentence2": PAIRS[1][1]}])
     assert result.results == [PairScore(4.2, True, False), PairScore(0.5, False, True)]
     assert result.model_tag == "ko-sts:abc"
-    assert seen[0].url.path == "/score"
-    assert httpx.Response(200, content=seen[0].content).json() == {
+    assert seen[0].path == "/score" and seen[0].headers["content-type"] == "application/json"
+    assert httpx.Response(200, content=seen[0].body).json() == {
         "pairs": [{"sentence1": a, "sentence2": b} for a, b in PAIRS]
     }
 
@@ -115,7 +202,7 @@ def test_http_rank_sends_top_k_only_when_given(sleeps, http_client):
     client, seen = http_client([ranked])
     assert client.rank("q", ["a", "b"], top_k=1).results == [RankedCandidate(1, 3.5, True, False)]
     client.rank("q", ["a", "b"])
-    bodies = [httpx.Response(200, content=r.content).json() for r in seen]
+    bodies = [httpx.Response(200, content=r.body).json() for r in seen]
     assert bodies == [{"query": "q", "candidates": ["a", "b"], "top_k": 1}, {"query": "q", "candidates": ["a", "b"]}]
 
 
@@ -132,8 +219,8 @@ def test_http_503_is_retried_after_retry_after(sleeps, http_client):
 
 
 def test_a_connection_that_cannot_be_opened_is_retried(sleeps, http_client):
-    client, seen = http_client([httpx.ConnectError("refused"), OK_SCORES])
-    assert len(client.score(PAIRS).results) == 2 and len(sleeps) == 1
+    client, seen = http_client(["refuse", OK_SCORES])
+    assert len(client.score(PAIRS).results) == 2 and len(sleeps) == 1 and len(seen) == 1
 
 
 @pytest.mark.parametrize(
@@ -169,7 +256,7 @@ def test_an_error_without_the_services_body_gets_its_status_kind(sleeps, http_cl
 
 
 def test_http_transport_failures_are_errors_of_their_own_kind(sleeps, http_client):
-    client, seen = http_client([httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("garbled")])
+    client, seen = http_client(["hang", "garble"], timeout_s=0.3)
     with pytest.raises(KoStsError) as late:
         client.score(PAIRS)
     with pytest.raises(KoStsError) as garbled:
@@ -374,3 +461,48 @@ def test_an_async_grpc_client_belongs_to_one_event_loop(grpc_server):
         loop.run_until_complete(client.close())
     finally:
         loop.close()
+
+
+def test_an_async_http_client_belongs_to_one_event_loop():
+    server = ScriptedHttp([OK_SCORES])
+    client = AsyncHttpClient(server.url)  # made outside any loop: its session opens in the first call's
+    loop = asyncio.new_event_loop()
+    try:
+        assert len(loop.run_until_complete(client.score(PAIRS)).results) == 2
+        with pytest.raises(RuntimeError, match="one per loop"):
+            asyncio.run(client.score(PAIRS))
+        loop.run_until_complete(client.close())
+    finally:
+        loop.close()
+        server.stop()
+    assert len(server.seen) == 1
+
+
+def test_the_async_http_client_takes_the_proxy_the_environment_names(monkeypatch):
+    """As httpx does (the sync client): HTTP_PROXY, unless NO_PROXY names the host; read once."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert AsyncHttpClient("http://ko-sts.test:3000")._proxy == "http://proxy.test:3128"
+    assert AsyncHttpClient("http://127.0.0.1:3000")._proxy is None
+    monkeypatch.delenv("HTTP_PROXY")
+    assert AsyncHttpClient("http://ko-sts.test:3000")._proxy is None
+
+
+def test_an_async_http_client_uses_and_closes_the_connector_it_is_given():
+    import aiohttp
+
+    server = ScriptedHttp([OK_SCORES])
+
+    async def main() -> None:
+        used = aiohttp.TCPConnector(limit=1)  # one connection: the calls take turns on it
+        async with AsyncHttpClient(server.url, connector=used) as client:
+            await asyncio.gather(*(client.score(PAIRS) for _ in range(3)))
+        unused = aiohttp.TCPConnector()
+        await AsyncHttpClient(server.url, connector=unused).close()  # closed even if no call opened it
+        assert used.closed and unused.closed
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+    assert len(server.seen) == 3 and server.connections == 1

@@ -137,8 +137,8 @@ def test_the_client_depends_on_exactly_what_it_imports():
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"ko_sts", "__future__"}
     distributions = {_normalise(dist) for module in third_party for dist in packages_distributions()[module]}
-    assert distributions == {"httpx", "grpcio", "protobuf"}
-    assert set(_client_requirements()) == distributions | {"sniffio"}  # httpcore's lookup (client/pyproject.toml)
+    assert distributions == {"httpx", "aiohttp", "yarl", "grpcio", "protobuf"}
+    assert set(_client_requirements()) == distributions
 
 
 def test_the_client_accepts_the_generated_code_and_the_serving_lock():
@@ -150,7 +150,7 @@ def test_the_client_accepts_the_generated_code_and_the_serving_lock():
     requirements = _client_requirements()
     assert requirements["grpcio"].specifier == f">={similarity_pb2_grpc.GRPC_GENERATED_VERSION},<2"
     assert requirements["protobuf"].specifier == f">={gencode},<{int(gencode.split('.')[0]) + 1}"
-    for name in ("httpx", "grpcio", "protobuf"):  # what the service runs too (sniffio: not in its set)
+    for name in ("httpx", "aiohttp", "yarl", "grpcio", "protobuf"):  # what the service runs too
         assert LOCKS["serving"][name] in requirements[name].specifier, name
     assert _toml(CLIENT / "pyproject.toml")["project"]["requires-python"] == ">=3.10"
 
