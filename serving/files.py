@@ -643,7 +643,7 @@ def _score_chunks(
             table = scored_table(scorer, chunk)
             if len(writes) >= WRITES_AHEAD:
                 writes.popleft().result()
-            writes.append(writer.submit(_commit, chunk, table, manifest, folder, fmt_out))
+            writes.append(writer.submit(_commit, chunk, table, manifest, folder, fmt_out, not options.progress))
             bar.update(len(chunk.skipped))
 
     try:
@@ -671,8 +671,11 @@ def _score_chunks(
     return scored // per_pair
 
 
-def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt: Format) -> None:
-    """Writes a scored chunk as a part and then records it in the manifest: a part is either committed or ignored."""
+def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt: Format, log: bool = False) -> None:
+    """Writes a scored chunk as a part and then records it in the manifest: a part is either committed or ignored.
+
+    ``log``: say so in the log (without a progress bar, the log shows the progress).
+    """
     name = f"part-{chunk.index:06d}.{fmt}"
     staging = folder / (name + ".tmp")
     write_part(table, staging, fmt, header=chunk.index == 0)
@@ -691,6 +694,9 @@ def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt
         }
     )
     manifest.save(folder)
+    if log:
+        last = chunk.first_row + chunk.rows_in - 1
+        logger.info("committed %s: rows %d-%d (%d rows done)", name, chunk.first_row, last, manifest.rows_done)
 
 
 def _finish(options: Options, manifest: Manifest, folder: Path, fmt: Format, schema: pa.Schema, scorer: Scorer) -> None:
