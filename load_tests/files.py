@@ -165,8 +165,8 @@ def rss_run(source: Path, target: Path, model: Path, flags: list[str], seconds: 
         samples.append((round(time.perf_counter() - started, 1), round(rss / 1024, 1)))
     process.send_signal(signal.SIGTERM)
     _, _, usage = os.wait4(process.pid, 0)
-    manifest = Path(f"{target}.parts/manifest.json")
-    done = sum(p["rows_in"] for p in json.loads(manifest.read_text())["parts"]) if manifest.is_file() else 0
+    parts = Path(f"{target}.parts/parts.jsonl")
+    done = sum(json.loads(line)["rows_in"] for line in parts.read_text().splitlines()) if parts.is_file() else 0
     shutil.rmtree(f"{target}.parts", ignore_errors=True)
     committed = [line for line in log if "committed" in line]
     return {
@@ -179,7 +179,7 @@ def rss_run(source: Path, target: Path, model: Path, flags: list[str], seconds: 
 
 
 def ray_runs(source: Path, scratch: Path, model: Path, args: argparse.Namespace) -> list[dict]:
-    """serving.files_ray on a local Ray with 1, then 2, CPU workers of one CPU each."""
+    """serving.files_ray on a local Ray with 1, then 2, CPU workers (one ONNX thread each)."""
     import ray
 
     from serving.files_ray import RayOptions, score_dataset
@@ -194,7 +194,7 @@ def ray_runs(source: Path, scratch: Path, model: Path, args: argparse.Namespace)
                 output=str(scratch / f"ray-{workers}"),
                 model=str(model),
                 workers=workers,
-                cpus_per_worker=1,
+                cpus_per_worker=args.ray_cpus_per_worker,
                 device="cpu",
                 batch_rows=args.ray_batch_rows,
             )
@@ -208,26 +208,26 @@ def report(results: dict) -> str:
     lines = [f"# ko-sts score benchmark ({results['date']})", "", f"Machine: {results['machine']}", ""]
     lines += [f"Model: `{results['model']}`, {results['runtime']}, chunks of {results['chunk_rows']} pairs.", ""]
     if "ceiling" in results:
-        c, m = results["ceiling"], results["command"]
+        c, m, f = results["ceiling"], results["command"], results.get("model_only")
+
+        def row(what: str, runs: list[float]) -> str:
+            return f"| {what} | {statistics.median(runs):.1f} | {', '.join(f'{r:.1f}' for r in runs)} |"
+
         lines += [
             f"## Throughput: {results['pairs']} pairs, {len(c['runs'])} alternating repeats, medians",
             "",
             "| what | pairs/s | runs |",
             "|---|---|---|",
-            f"| ceiling: `Scorer.score` in-process, calls of {results['chunk_rows']} | {c['median']:.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in c['runs'])} |",
-            f"| model only: `Scorer.forward` on rows tokenised beforehand | {results['model_only']['median']:.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in results['model_only']['runs'])} |",
-            f"| `ko-sts score` CSV -> CSV (scoring, model load excluded) | {m['median']:.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in m['runs'])} |",
-            f"| `ko-sts score`, whole command wall time | {m['wall_median']:.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in m['wall_runs'])} |",
+            row(f"ceiling: `Scorer.score` in-process, calls of {results['chunk_rows']}", c["runs"]),
+            *([row("model only: `Scorer.forward` on rows tokenised beforehand", f["runs"])] if f else []),
+            row("`ko-sts score` CSV -> CSV (scoring, model load excluded)", m["runs"]),
+            row("`ko-sts score`, whole command wall time", m["wall_runs"]),
             "",
             f"Command / ceiling: **{m['median'] / c['median']:.2f}x** (paired per repeat: "
             f"{', '.join(f'{r:.2f}' for r in results['ratios'])}); whole command incl. start-up: "
-            f"{m['wall_median'] / c['median']:.2f}x; command / model only: "
-            f"{m['median'] / results['model_only']['median']:.2f}x. "
-            f"Peak RSS of these runs: {m['peak_rss_mib']:.0f} MiB.",
+            f"{m['wall_median'] / c['median']:.2f}x"
+            + (f"; command / model only: {m['median'] / f['median']:.2f}x" if f else "")
+            + f". Peak RSS of these runs: {m['peak_rss_mib']:.0f} MiB.",
             "",
         ]
     if "rss" in results:
@@ -244,7 +244,8 @@ def report(results: dict) -> str:
         ]
     if "ray" in results:
         lines += [
-            f"## Ray Data, local, {results['ray_pairs']} pairs (Parquet), CPU workers of 1 CPU each",
+            f"## Ray Data, local (`ray.init(num_cpus={results['args']['ray_cpus']})`), {results['ray_pairs']} pairs "
+            f"(Parquet), CPU workers of one ONNX thread ({results['args']['ray_cpus_per_worker']} Ray CPU) each",
             "",
             "| workers | pairs/s (incl. actor start, read, write) | seconds |",
             "|---|---|---|",
@@ -265,12 +266,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-tokens", type=int, help="as the command's flag (default: the service's)")
     parser.add_argument("--pairs", type=int, default=2000, help="pairs in the throughput file (>= 100000 on a GPU)")
     parser.add_argument("--chunk-rows", type=int, default=8192, help="the command's chunks and the ceiling's calls")
+    parser.add_argument(
+        "--model-only",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the forward passes alone, on pairs tokenised beforehand",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="alternating ceiling / command runs")
     parser.add_argument("--rss-rows", type=int, default=1_000_000, help="rows of the memory run's CSV (0: no run)")
     parser.add_argument("--rss-seconds", type=float, default=180, help="how long the memory run scores")
     parser.add_argument("--no-ray", dest="ray", action="store_false", help="skip the Ray runs")
     parser.add_argument("--ray-pairs", type=int, default=1000, help="pairs in the Ray runs' Parquet file")
     parser.add_argument("--ray-cpus", type=int, default=2, help="ray.init(num_cpus=...)")
+    parser.add_argument(
+        "--ray-cpus-per-worker", type=float, default=0.5, help="below 1 leaves Ray CPUs to read and write"
+    )
     parser.add_argument("--ray-batch-rows", type=int, default=256, help="rows per map_batches batch")
     parser.add_argument("--source", type=Path, default=KLUE_TRAIN, help="the pairs to repeat (JSON Lines)")
     parser.add_argument("--scratch", type=Path, help="where the generated files go (default: a temporary folder)")
@@ -304,11 +314,13 @@ def main(argv: list[str] | None = None) -> None:
         table = pa_csv.read_csv(source)
         pairs = list(zip(table.column("sentence1").to_pylist(), table.column("sentence2").to_pylist()))
         scorer.score(pairs[: min(len(pairs), 256)])  # warm-up (CUDA graphs, allocator)
-        encoded = [scorer.encode(pairs[i : i + args.chunk_rows]) for i in range(0, len(pairs), args.chunk_rows)]
+        chunked = range(0, len(pairs), args.chunk_rows)
+        encoded = [scorer.encode(pairs[i : i + args.chunk_rows]) for i in chunked] if args.model_only else []
         ceilings, forwards, commands, walls, ratios, rss = [], [], [], [], [], []
         for repeat in range(args.repeats):
             ceilings.append(ceiling(scorer, pairs, args.chunk_rows))
-            forwards.append(model_only(scorer, encoded))
+            if args.model_only:
+                forwards.append(model_only(scorer, encoded))
             run = run_command(source, scratch / "scored.csv", model, flags, scratch / "stats.json")
             commands.append(run["pairs_per_s"])
             walls.append(args.pairs / run["wall_s"])
@@ -316,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
             rss.append(run["peak_rss_mib"])
             print(f"repeat {repeat + 1}: ceiling {ceilings[-1]:.1f}, command {commands[-1]:.1f} pairs/s", flush=True)
         results["ceiling"] = {"runs": ceilings, "median": statistics.median(ceilings)}
-        results["model_only"] = {"runs": forwards, "median": statistics.median(forwards)}
+        if forwards:
+            results["model_only"] = {"runs": forwards, "median": statistics.median(forwards)}
         del encoded
         results["command"] = {
             "runs": commands,

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -65,6 +65,7 @@ STORE_MODEL = "ko-sts"  # models.store.MODEL_NAME (not imported: that module nee
 DEFAULT_CHUNK_ROWS = 8192
 READ_BLOCK_BYTES = 1 << 22  # pyarrow CSV/JSON block: about 4 MB of text at a time
 MANIFEST = "manifest.json"
+PARTS_LOG = "parts.jsonl"
 MANIFEST_VERSION = 1
 PREPARED_AHEAD = 2  # chunks read, checked and tokenised ahead of the forward passes
 WRITES_AHEAD = 2  # scored chunks waiting for the writer
@@ -362,25 +363,51 @@ class Options:
         return (self.sentence1, self.sentence2)
 
 
-@dataclass
 class Manifest:
-    """``OUTPUT.parts/manifest.json``: what the run is and which parts are committed."""
+    """``OUTPUT.parts/``: ``manifest.json`` says what the run is (written once), ``parts.jsonl`` which parts are
+    committed, one line appended and synced per part (a line cut short by a crash is dropped when read back).
+    """
 
-    identity: dict[str, Any]
-    parts: list[dict[str, Any]] = field(default_factory=list)
-    version: int = MANIFEST_VERSION
-
-    @property
-    def rows_done(self) -> int:
-        return sum(part["rows_in"] for part in self.parts)
-
-    def save(self, folder: Path) -> None:
-        _write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=1, ensure_ascii=False) + "\n")
+    def __init__(self, folder: Path, identity: dict[str, Any], parts: list[dict[str, Any]] | None = None):
+        self.folder = folder
+        self.identity = identity
+        self.parts = parts or []
+        self.rows_done = sum(part["rows_in"] for part in self.parts)
 
     @classmethod
-    def load(cls, folder: Path) -> Manifest:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        return cls(identity=data["identity"], parts=data["parts"], version=data["version"])
+    def create(cls, folder: Path, identity: dict[str, Any]) -> Manifest:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PARTS_LOG).write_bytes(b"")
+        _write_atomic(folder / MANIFEST, json.dumps({"version": MANIFEST_VERSION, "identity": identity}, indent=1))
+        return cls(folder, identity)
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[Manifest, int]:
+        """The committed parts and the manifest's version; a torn last line of ``parts.jsonl`` is cut off."""
+        head = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        log = folder / PARTS_LOG
+        data = log.read_bytes() if log.is_file() else b""
+        parts, good = [], 0
+        for line in data.splitlines(keepends=True):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("torn")
+                parts.append(json.loads(line))
+            except ValueError:
+                break
+            good += len(line)
+        if good != len(data):
+            with open(log, "r+b") as handle:
+                handle.truncate(good)
+        return cls(folder, head.get("identity", {}), parts), head.get("version", 0)
+
+    def commit(self, part: dict[str, Any]) -> None:
+        with open(self.folder / PARTS_LOG, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(part) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.parts.append(part)
+        self.rows_done += part["rows_in"]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -464,24 +491,21 @@ def _start_or_resume(options: Options, identity: dict[str, Any]) -> Manifest:
     elif options.output.exists() and not folder.exists():
         raise FileScoringError(f"{options.output} exists; pass --overwrite to replace it")
     if (folder / MANIFEST).is_file():
-        manifest = Manifest.load(folder)
-        if manifest.version != MANIFEST_VERSION or manifest.identity != identity:
+        manifest, version = Manifest.load(folder)
+        if version != MANIFEST_VERSION or manifest.identity != identity:
             changed = sorted(k for k in identity if manifest.identity.get(k) != identity[k])
             raise FileScoringError(
                 f"{folder} holds an unfinished run of another job (it differs in: {', '.join(changed) or 'version'}); "
                 "rerun with the same input and options to finish it, or pass --overwrite to start again"
             )
-        keep = {MANIFEST} | {p["file"] for p in manifest.parts} | {p["skipped_file"] for p in manifest.parts}
+        keep = {MANIFEST, PARTS_LOG} | {p["file"] for p in manifest.parts} | {p["skipped_file"] for p in manifest.parts}
         for stray in folder.iterdir():
             if stray.name not in keep:
                 stray.unlink()
         if manifest.parts:
             logger.info("resuming: %d rows of %s already scored in %s", manifest.rows_done, options.input, folder)
         return manifest
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(identity=identity)
-    manifest.save(folder)
-    return manifest
+    return Manifest.create(folder, identity)
 
 
 class _Prepared:
@@ -684,7 +708,7 @@ def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt
     skipped_name = f"part-{chunk.index:06d}.skipped.jsonl"
     if chunk.skipped:
         _write_atomic(folder / skipped_name, "".join(json.dumps(s) + "\n" for s in chunk.skipped))
-    manifest.parts.append(
+    manifest.commit(
         {
             "file": name,
             "rows_in": chunk.rows_in,
@@ -693,7 +717,6 @@ def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt
             "skipped_file": skipped_name if chunk.skipped else "",
         }
     )
-    manifest.save(folder)
     if log:
         last = chunk.first_row + chunk.rows_in - 1
         logger.info("committed %s: rows %d-%d (%d rows done)", name, chunk.first_row, last, manifest.rows_done)
@@ -790,6 +813,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileScoringError as error:
         print(f"ko-sts score: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"ko-sts score: interrupted; the chunks scored so far are kept in {parts_folder(options.output)}: "
+            "run the same command again to go on",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
