@@ -238,7 +238,8 @@ def report(results: dict) -> str:
         lines += [
             f"## Memory: a {results['rss_rows']:,}-row CSV",
             "",
-            f"Scored for {r['seconds']} s ({r['rows_committed']:,} rows committed in {r['parts_committed']} parts), "
+            f"Chunks of {r['chunk_rows']} rows. Scored for {r['seconds']} s ({r['rows_committed']:,} rows committed "
+            f"in {r['parts_committed']} parts), "
             f"then stopped (SIGTERM). Peak RSS **{r['peak_rss_mib']:.0f} MiB**. RSS over time (MiB): {flat}.",
             "",
         ]
@@ -274,6 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=2, help="alternating ceiling / command runs")
     parser.add_argument("--rss-rows", type=int, default=1_000_000, help="rows of the memory run's CSV (0: no run)")
+    parser.add_argument("--rss-chunk-rows", type=int, help="the memory run's --chunk-rows (default: --chunk-rows)")
     parser.add_argument("--rss-seconds", type=float, default=180, help="how long the memory run scores")
     parser.add_argument("--no-ray", dest="ray", action="store_false", help="skip the Ray runs")
     parser.add_argument("--ray-pairs", type=int, default=1000, help="pairs in the Ray runs' Parquet file")
@@ -343,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.rss_rows:
         big = write_pairs(base, args.rss_rows, scratch / "big.csv")
         results["rss_rows"] = args.rss_rows
-        results["rss"] = rss_run(big, scratch / "big-scored.csv", model, flags, args.rss_seconds)
+        rss_flags = [*flags, "--chunk-rows", str(args.rss_chunk_rows or args.chunk_rows)]  # the last one counts
+        results["rss"] = rss_run(big, scratch / "big-scored.csv", model, rss_flags, args.rss_seconds)
+        results["rss"]["chunk_rows"] = args.rss_chunk_rows or args.chunk_rows
         print(f"rss: {results['rss']['peak_rss_mib']} MiB", flush=True)
     if args.ray:
         parquet = write_pairs(base, args.ray_pairs, scratch / "ray.parquet")

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.backends import Backend, Device, TorchDtype
+from models.package import PackageError
 from models.scorer import PASSES_IN_FLIGHT, Scorer, load_served_scorer
 from models.scoring import SIMILAR_THRESHOLD
 
@@ -810,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(**args, symmetric=None if symmetric is None else symmetric == "true")
     try:
         score_file(options)
-    except FileScoringError as error:
+    except (FileScoringError, PackageError) as error:
         print(f"ko-sts score: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
