@@ -71,6 +71,11 @@ tune: install ## hyperparameter search: make tune CONFIG=... SPACE=... WORKERS=4
 tiny-model: install ## the random smoke-test encoder used by training/configs/tiny.yaml
 	$(BIN)/python -m training.tiny_model outputs/tiny-electra
 
+.PHONY: score
+score: install ## score a file of pairs: make score INPUT=pairs.csv OUTPUT=scored.parquet [MODEL=tag|dir] [SCORE_ARGS=...]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make score INPUT=pairs.csv OUTPUT=scored.csv [MODEL=...] [SCORE_ARGS=...]"; exit 2; }
+	$(BIN)/python -m serving.files score $(INPUT) $(OUTPUT) $(if $(MODEL),--model $(MODEL)) $(SCORE_ARGS)
+
 .PHONY: bench
 bench: import-default ## compare servers under load: make bench [MODEL=tag|dir] [BACKEND=torch] [DEVICE=cuda] [HOST=addr] [BENCH_CONFIG=load_tests/configs/gpu.yaml] [BENCH_ARGS=...]
 	$(BIN)/python -m load_tests.bench --config $(or $(BENCH_CONFIG),load_tests/configs/cpu.yaml) \

@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
 PASSES_IN_FLIGHT = 2  # launched and not yet collected: the GPU runs one while the next is assembled
+# Padded tokens per forward pass unless set (KO_STS_MAX_BATCH_TOKENS; the file scorer's --max-batch-tokens).
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+DEFAULT_BATCH_ROWS = 1024
+# CPU passes keep one padded length each (exact batch invariance); GPU passes mix lengths, padded to the longest
+# (the rows are sorted, so little is padding) to a multiple of 8.
+DEFAULT_LENGTH_BUCKET = {"cpu": 16, "cuda": 8}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,24 @@ class BatchLimits:
     def padded(self, length: int | np.ndarray) -> int | np.ndarray:
         """The length a row of ``length`` tokens is padded to."""
         return -(-length // self.length_bucket) * self.length_bucket
+
+
+def device_limits(
+    device: str, max_batch_tokens: int | None = None, max_batch_rows: int = DEFAULT_BATCH_ROWS
+) -> BatchLimits:
+    """How the service cuts forward passes on ``device`` (``cpu``, ``cuda`` or ``cuda:N``); also the file scorer's."""
+    key = defaults_key(device)
+    return BatchLimits(
+        max_batch_tokens=max_batch_tokens or DEFAULT_BATCH_TOKENS[key],
+        max_batch_rows=max_batch_rows,
+        length_bucket=DEFAULT_LENGTH_BUCKET[key],
+        mixed_lengths=key == "cuda",
+    )
+
+
+def defaults_key(device: str | None) -> str:
+    """Which column of the DEFAULT_* tables a runtime device takes: ``cpu``, else ``cuda`` (also when not known)."""
+    return "cpu" if device == "cpu" else "cuda"
 
 
 def plan_passes(lengths: np.ndarray, limits: BatchLimits) -> list[np.ndarray]:
@@ -197,3 +221,22 @@ def load_scorer(
     """A :class:`Scorer` over a model package, on ONNX Runtime (default) or PyTorch."""
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
     return Scorer.over(PairCodec.for_package(model_dir, symmetric), runtime, limits)
+
+
+def load_served_scorer(
+    model_dir: str | Path,
+    backend: Backend = "onnx",
+    device: Device = "auto",
+    onnx_file: str | None = None,
+    threads: int = 0,
+    dtype: TorchDtype = "auto",
+    symmetric: bool | None = None,
+    max_batch_tokens: int | None = None,
+    max_batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Scorer:
+    """The scorer the service builds (:meth:`serving.settings.Settings.scorer`): passes cut by :func:`device_limits`
+    for the device the runtime landed on. The file scorer (:mod:`serving.files`) builds its own through here too.
+    """
+    runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
+    codec = PairCodec.for_package(model_dir, symmetric)
+    return Scorer.over(codec, runtime, device_limits(runtime.device, max_batch_tokens, max_batch_rows))

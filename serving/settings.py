@@ -9,18 +9,22 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.backends import Backend, Device, TorchDtype, load_runtime
-from models.scorer import BatchLimits, PairCodec, Scorer
+from models.backends import Backend, Device, TorchDtype
+from models.scorer import (
+    DEFAULT_BATCH_ROWS,
+    BatchLimits,
+    Scorer,
+    defaults_key,
+    device_limits,
+    load_served_scorer,
+)
 from serving.auth import ApiKey
 from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
 from serving.inputs import InputRules
 
-# Padded tokens per forward pass when KO_STS_MAX_BATCH_TOKENS is unset (see docs/serving.md, "Settings").
-DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
-# CPU passes keep one padded length each (exact batch invariance); GPU passes mix lengths, padded to the longest
-# (the rows are sorted, so little is padding) to a multiple of 8.
-DEFAULT_LENGTH_BUCKET = {"cpu": 16, "cuda": 8}
+# The forward-pass defaults (DEFAULT_BATCH_TOKENS when KO_STS_MAX_BATCH_TOKENS is unset, docs/serving.md "Settings";
+# DEFAULT_LENGTH_BUCKET) live in models/scorer.py, shared with the file scorer (serving/files.py).
 # Forward passes' worth of tokens the engine takes from the queue per round when KO_STS_ROUND_PASSES is unset.
 # CPU: one, since passes run one after another on every core and a request that arrives during a round waits for
 # all of it; CUDA: four, so that a round's passes overlap their copies and launches.
@@ -63,7 +67,7 @@ class Settings(BaseSettings):
     max_batch_tokens: int | None = Field(
         None, ge=1, description="most padded tokens in one forward pass (default: 2048 on CPU, 32768 on CUDA)"
     )
-    max_batch_rows: int = Field(1024, ge=1, description="most sequences in one forward pass")
+    max_batch_rows: int = Field(DEFAULT_BATCH_ROWS, ge=1, description="most sequences in one forward pass")
     batching: bool = Field(True, description="merge concurrent requests into shared forward passes")
     batch_wait_ms: float = Field(0.0, ge=0, description="how long a free worker waits for more requests")
     round_passes: int | None = Field(
@@ -135,29 +139,24 @@ class Settings(BaseSettings):
 
     def batch_limits(self, device: str) -> BatchLimits:
         """How forward passes are cut on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
-        key = _defaults_key(device)
-        return BatchLimits(
-            max_batch_tokens=self.max_batch_tokens or DEFAULT_BATCH_TOKENS[key],
-            max_batch_rows=self.max_batch_rows,
-            length_bucket=DEFAULT_LENGTH_BUCKET[key],
-            mixed_lengths=key == "cuda",
-        )
+        return device_limits(device, self.max_batch_tokens, self.max_batch_rows)
 
     def scorer(self, model_dir: str | Path, device: Device | None = None) -> Scorer:
         """The scorer these settings describe over a model package (backend, device, dtype, limits, orders).
 
         ``device`` overrides the configured one (the start-up check scores on the CPU).
         """
-        runtime = load_runtime(
+        return load_served_scorer(
             model_dir,
             self.backend,
             device=device or self.device,
             onnx_file=self.onnx_file,
             threads=self.threads,
             dtype=self.torch_dtype,
+            symmetric=self.symmetric,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_rows=self.max_batch_rows,
         )
-        codec = PairCodec.for_package(model_dir, self.symmetric)
-        return Scorer.over(codec, runtime, self.batch_limits(runtime.device))
 
     def engine(self, device: str | None = None) -> EngineSettings:
         """The queueing settings of :class:`serving.engine.ScoringEngine` for a scorer on ``device``.
@@ -165,7 +164,7 @@ class Settings(BaseSettings):
         ``device`` (``cpu``, ``cuda:0``) picks the default round size (:data:`DEFAULT_ROUND_PASSES`); None (not
         known) takes CUDA's.
         """
-        key = _defaults_key(device)
+        key = defaults_key(device)
         passes = self.round_passes or DEFAULT_ROUND_PASSES[key]
         return EngineSettings(
             batching=self.batching,
@@ -199,8 +198,3 @@ class Settings(BaseSettings):
             api_key=self.key(),
             access_log=self.access_lines,
         )
-
-
-def _defaults_key(device: str | None) -> str:
-    """Which column of the DEFAULT_* tables a runtime device takes: ``cpu``, else ``cuda`` (also when not known)."""
-    return "cpu" if device == "cpu" else "cuda"

@@ -1,0 +1,246 @@
+"""ko-sts score (serving/files.py) and its Ray stage (serving/files_ray.py), with the tiny model on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from serving.files import FileScoringError, Options, chunks, main, score_file
+from serving.settings import Settings
+from tests.conftest import KLUE_DEV, REPO
+
+FORMATS = ["csv", "tsv", "jsonl", "parquet"]
+
+
+def klue_rows(count: int) -> list[dict]:
+    """KLUE-STS dev rows (repeated when more are asked for), with their own columns and a row number."""
+    lines = [json.loads(line) for line in KLUE_DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for index in range(count):
+        row = lines[index % len(lines)]
+        rows.append({"id": index, "guid": row["guid"], "sentence1": row["sentence1"], "sentence2": row["sentence2"]})
+    return rows
+
+
+def write_rows(rows: list[dict], path, fmt: str) -> None:
+    """Writes rows as the format would be written by anyone else (pandas for text, pyarrow for Parquet)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def read_rows(path, fmt: str) -> list[dict]:
+    import pandas as pd
+
+    if fmt == "csv":
+        frame = pd.read_csv(path, keep_default_na=False)
+    elif fmt == "tsv":
+        frame = pd.read_csv(path, sep="\t", keep_default_na=False)
+    elif fmt == "jsonl":
+        frame = pd.read_json(path, lines=True)
+    else:
+        frame = pq.read_table(path).to_pandas()
+    return frame.to_dict("records")
+
+
+@pytest.fixture(scope="module")
+def service_scorer(trained_package):
+    """The scorer the service would build for the tiny model on the CPU (Settings.scorer)."""
+    return Settings(backend="onnx", device="cpu").scorer(trained_package)
+
+
+def options(source, target, package, **kwargs) -> Options:
+    return Options(input=source, output=target, model=str(package), device="cpu", progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("fmt_in", FORMATS)
+def test_each_format_in_and_out_keeps_every_column_and_scores_as_the_service(
+    fmt_in, tmp_path, trained_package, service_scorer
+):
+    rows = klue_rows(45)
+    source = tmp_path / f"pairs.{fmt_in}"
+    write_rows(rows, source, fmt_in)
+    fmt_out = FORMATS[(FORMATS.index(fmt_in) + 1) % len(FORMATS)]  # every format is written once too
+    target = tmp_path / f"scored.{fmt_out}"
+
+    summary = score_file(options(source, target, trained_package, chunk_rows=8))  # 6 chunks, the last short
+
+    assert summary["rows"] == 45 and summary["skipped"] == 0
+    out = read_rows(target, fmt_out)
+    assert [row["id"] for row in out] == list(range(45))
+    assert set(out[0]) == {"id", "guid", "sentence1", "sentence2", "score", "similar", "truncated"}
+    assert [(r["guid"], r["sentence1"], r["sentence2"]) for r in out] == [
+        (r["guid"], r["sentence1"], r["sentence2"]) for r in rows
+    ]
+    expected = service_scorer.score([(r["sentence1"], r["sentence2"]) for r in rows])
+    scores = np.array([float(r["score"]) for r in out])
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert [bool(r["similar"]) for r in out] == [bool(s >= 3.0) for s in scores]
+    assert not os.path.exists(f"{target}.parts"), "the parts are removed once joined"
+
+
+def test_chunks_are_exact_whatever_the_reader_batches():
+    table = pa.table({"n": list(range(23))})
+    batches = table.to_batches(max_chunksize=5)
+    cut = list(chunks(iter(batches), 7))
+    assert [t.num_rows for t in cut] == [7, 7, 7, 2]
+    assert sum((t.column("n").to_pylist() for t in cut), []) == list(range(23))
+
+
+def test_an_empty_sentence_stops_the_run_naming_its_row(tmp_path, trained_package):
+    rows = klue_rows(12)
+    rows[9]["sentence2"] = "   "
+    source = tmp_path / "pairs.csv"
+    write_rows(rows, source, "csv")
+    with pytest.raises(FileScoringError, match=r"row 10 \(line 11, after the header\): sentence2 is empty"):
+        score_file(options(source, tmp_path / "out.csv", trained_package, chunk_rows=4))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_missing_sentence_in_json_lines_names_its_line(tmp_path, trained_package):
+    rows = klue_rows(6)
+    del rows[2]["sentence1"]
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(FileScoringError, match=r"row 3 \(line 3\): sentence1 is missing"):
+        score_file(options(source, tmp_path / "out.jsonl", trained_package))
+
+
+def test_bad_rows_can_be_skipped_and_are_listed(tmp_path, trained_package, service_scorer):
+    rows = klue_rows(20)
+    rows[0]["sentence1"] = ""
+    rows[13]["sentence2"] = None
+    source = tmp_path / "pairs.parquet"
+    write_rows(rows, source, "parquet")
+    target = tmp_path / "out.csv"
+
+    summary = score_file(options(source, target, trained_package, chunk_rows=6, on_bad_rows="skip"))
+
+    assert summary["skipped"] == 2 and summary["rows"] == 20
+    out = read_rows(target, "csv")
+    assert [r["id"] for r in out] == [i for i in range(20) if i not in (0, 13)]
+    listed = [json.loads(line) for line in (tmp_path / "out.csv.skipped.jsonl").read_text().splitlines()]
+    assert listed == [
+        {"row": 1, "column": "sentence1", "problem": "empty"},
+        {"row": 14, "column": "sentence2", "problem": "missing"},
+    ]
+    kept = [rows[r["id"]] for r in out]
+    expected = service_scorer.score([(r["sentence1"], r["sentence2"]) for r in kept])
+    np.testing.assert_allclose([r["score"] for r in out], expected, atol=1e-6)
+
+
+def test_wrong_columns_and_an_existing_output_are_refused_with_the_fix(tmp_path, trained_package, capsys):
+    source = tmp_path / "pairs.csv"
+    write_rows(klue_rows(3), source, "csv")
+    args = ["score", str(source), str(tmp_path / "o.csv"), "--model", str(trained_package), "--sentence1", "q"]
+    assert main(args) == 2
+    assert "no column 'q'" in capsys.readouterr().err
+    (tmp_path / "taken.csv").write_text("x\n")
+    with pytest.raises(FileScoringError, match="--overwrite"):
+        score_file(options(source, tmp_path / "taken.csv", trained_package))
+
+
+def test_the_command_scores_a_package_without_bentoml_installed(tmp_path, trained_package):
+    """The GPU benchmark machine may lack BentoML: given a package folder, the command must not need it."""
+    source = tmp_path / "pairs.tsv"
+    write_rows(klue_rows(5), source, "tsv")
+    hide = (
+        "import sys, runpy\n"
+        "from importlib.abc import MetaPathFinder\n"
+        "class NoBento(MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('bentoml', 'pandas', 'pydantic_settings'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoBento())\n"
+        "sys.argv = ['ko-sts', *sys.argv[1:]]\n"
+        "runpy.run_module('serving.files', run_name='__main__')\n"
+    )
+    args = ["score", str(source), str(tmp_path / "out.parquet"), "--model", str(trained_package), "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", hide, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 5
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_rescoring_or_duplicating_rows(tmp_path, trained_package):
+    source = tmp_path / "pairs.csv"
+    write_rows(klue_rows(3000), source, "csv")
+    command = [sys.executable, "-m", "serving.files", "score", str(source)]
+    flags = ["--model", str(trained_package), "--device", "cpu", "--chunk-rows", "100", "--no-progress"]
+    whole = tmp_path / "whole.csv"
+    subprocess.run([*command, str(whole), *flags], cwd=REPO, check=True, capture_output=True, timeout=600)
+
+    target = tmp_path / "resumed.csv"
+    run = subprocess.Popen([*command, str(target), *flags], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:  # the log says each committed part: kill once two are
+        if "committed part-000001" in line:
+            run.send_signal(signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL, "the run ended before it was killed: give it more rows"
+    parts = (tmp_path / "resumed.csv.parts/parts.jsonl").read_text().splitlines()
+    committed = sum(json.loads(part)["rows_in"] for part in parts)
+    assert 200 <= committed < 3000 and not target.exists()
+
+    stats = tmp_path / "stats.json"
+    again = subprocess.run(
+        [*command, str(target), *flags, "--stats", str(stats)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(stats.read_text())
+    assert summary["rows"] == 3000
+    assert summary["pairs_scored_this_run"] == summary["rows_this_run"] == 3000 - committed
+    assert target.read_bytes() == whole.read_bytes()
+    assert not (tmp_path / "resumed.csv.parts").exists()
+
+
+@pytest.mark.slow
+def test_ray_data_stage_scores_like_the_command(tmp_path, trained_package, service_scorer):
+    ray = pytest.importorskip("ray")
+    from serving.files_ray import RayOptions, score_dataset
+
+    rows = klue_rows(300)
+    rows[7]["sentence1"] = ""
+    source = tmp_path / "pairs.parquet"
+    write_rows(rows, source, "parquet")
+    env = {"PYTHONPATH": str(REPO), "BENTOML_HOME": os.environ["BENTOML_HOME"], "TOKENIZERS_PARALLELISM": "false"}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, object_store_memory=200 << 20)
+    try:
+        summary = score_dataset(
+            RayOptions(
+                input=str(source),
+                output=str(tmp_path / "scored"),
+                model=str(trained_package),
+                workers=2,
+                device="cpu",
+                batch_rows=64,
+                cpus_per_worker=0.5,  # two actors leave a CPU for reading and writing
+                on_bad_rows="skip",
+            )
+        )
+    finally:
+        ray.shutdown()
+    assert summary["rows"] == 299
+    out = pq.read_table(tmp_path / "scored").to_pylist()
+    out.sort(key=lambda r: r["id"])
+    assert [r["id"] for r in out] == [i for i in range(300) if i != 7]
+    kept = [rows[r["id"]] for r in out]
+    expected = service_scorer.score([(r["sentence1"], r["sentence2"]) for r in kept])
+    np.testing.assert_allclose([r["score"] for r in out], expected, atol=1e-6)
+    assert {"guid", "similar", "truncated"} <= set(out[0])
