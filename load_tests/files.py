@@ -1,8 +1,7 @@
 """Benchmark of ``ko-sts score`` (serving/files.py): the command against the bare scorer, its memory, Ray's scaling.
 
     python -m load_tests.files --out load_tests/results/$(date +%F)-files                 # CPU, all parts
-    python -m load_tests.files --backend torch --device cuda --pairs 200000 --repeats 3 \\
-        --rss-rows 0 --no-ray --out results-gpu                                               # on a GPU machine
+    python -m load_tests.files --backend torch --device cuda --repeats 3 --out results-gpu   # on a GPU machine
 
 What it measures, each on the same model and scorer settings (``load_served_scorer``, as the service builds):
 
@@ -265,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--max-batch-tokens", type=int, help="as the command's flag (default: the service's)")
-    parser.add_argument("--pairs", type=int, default=2000, help="pairs in the throughput file (>= 100000 on a GPU)")
+    parser.add_argument("--pairs", type=int, help="pairs in the throughput file (default: 2000, 200000 on CUDA)")
     parser.add_argument("--chunk-rows", type=int, default=8192, help="the command's chunks and the ceiling's calls")
     parser.add_argument(
         "--model-only",
@@ -274,10 +273,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time the forward passes alone, on pairs tokenised beforehand",
     )
     parser.add_argument("--repeats", type=int, default=2, help="alternating ceiling / command runs")
-    parser.add_argument("--rss-rows", type=int, default=1_000_000, help="rows of the memory run's CSV (0: no run)")
+    parser.add_argument(
+        "--rss-rows", type=int, help="rows of the memory run's CSV (0: no run; default: 1,000,000, none on CUDA)"
+    )
     parser.add_argument("--rss-chunk-rows", type=int, help="the memory run's --chunk-rows (default: --chunk-rows)")
     parser.add_argument("--rss-seconds", type=float, default=180, help="how long the memory run scores")
-    parser.add_argument("--no-ray", dest="ray", action="store_false", help="skip the Ray runs")
+    parser.add_argument(
+        "--ray", action=argparse.BooleanOptionalAction, help="the Ray runs (CPU workers; default: on, off on CUDA)"
+    )
     parser.add_argument("--ray-pairs", type=int, default=1000, help="pairs in the Ray runs' Parquet file")
     parser.add_argument("--ray-cpus", type=int, default=2, help="ray.init(num_cpus=...)")
     parser.add_argument(
@@ -291,6 +294,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    cuda = args.device == "cuda"
+    args.pairs = args.pairs if args.pairs is not None else (200_000 if cuda else 2000)
+    args.rss_rows = args.rss_rows if args.rss_rows is not None else (0 if cuda else 1_000_000)
+    args.ray = args.ray if args.ray is not None else not cuda
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from models.scorer import load_served_scorer
 

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.backends import Backend, Device, TorchDtype
-from models.package import PackageError
+from models.package import PackageError, check_package
 from models.scorer import PASSES_IN_FLIGHT, Scorer, load_served_scorer
 from models.scoring import SIMILAR_THRESHOLD
 
@@ -441,6 +441,7 @@ def resolve_model(model: str | None) -> tuple[Path, str]:
     ``ko-sts`` model in the BentoML store (what ``bentoml serve`` serves), else the shipped ``models/default``.
     """
     if model is not None and Path(model).is_dir():
+        check_package(model)
         return Path(model), str(Path(model))
     try:
         import bentoml
@@ -460,9 +461,12 @@ def resolve_model(model: str | None) -> tuple[Path, str]:
             logger.info("no %s model in the BentoML store: scoring with the shipped %s", STORE_MODEL, DEFAULT_PACKAGE)
             return DEFAULT_PACKAGE, "models/default"
         raise FileScoringError(f"--model {model}: no such folder, and no such tag in the BentoML store") from None
-    from models.store import verify_manifest
+    from serving.startup import ModelRefused, check_stored_model  # the service's own check of a stored copy
 
-    verify_manifest(stored.path)
+    try:
+        check_stored_model(stored.path, str(stored.tag))
+    except ModelRefused as error:
+        raise FileScoringError(str(error)) from None
     return Path(stored.path), str(stored.tag)
 
 

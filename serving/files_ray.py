@@ -92,6 +92,16 @@ def score_dataset(options: RayOptions) -> dict[str, Any]:
     import ray
 
     started = time.perf_counter()
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if options.workers * options.cpus_per_worker > cpus - 1:
+        logger.warning(
+            "--workers %d x --cpus-per-worker %g leaves less than one of the cluster's %g CPUs for reading and "
+            "writing: Ray Data waits until one frees (for ever, on a fixed cluster); use --cpus-per-worker %g",
+            options.workers,
+            options.cpus_per_worker,
+            cpus,
+            max(0.1, (cpus - 1) / options.workers),
+        )
     dataset = ray.data.read_parquet(options.input)
     missing = [c for c in (options.sentence1, options.sentence2) if c not in dataset.schema().names]
     if missing:
@@ -100,6 +110,9 @@ def score_dataset(options: RayOptions) -> dict[str, Any]:
             f"{options.input}: no column {', '.join(map(repr, missing))} (it has: {names}); "
             "name them with --sentence1 and --sentence2"
         )
+    # blocks of one batch each, so that every actor gets work (a small file is otherwise one block, one actor);
+    # streaming, not a shuffle
+    dataset = dataset.repartition(target_num_rows_per_block=options.batch_rows)
     scored = dataset.map_batches(
         ScoreBatches,
         fn_constructor_args=(asdict(options),),

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from serving.files import FileScoringError, Options, chunks, main, score_file
+from serving.files import DEFAULT_PACKAGE, FileScoringError, Options, chunks, main, resolve_model, score_file
 from serving.settings import Settings
 from tests.conftest import KLUE_DEV, REPO
 
@@ -154,6 +154,27 @@ def test_wrong_columns_and_an_existing_output_are_refused_with_the_fix(tmp_path,
     (tmp_path / "taken.csv").write_text("x\n")
     with pytest.raises(FileScoringError, match="--overwrite"):
         score_file(options(source, tmp_path / "taken.csv", trained_package))
+
+
+def test_by_default_the_newest_stored_model_scores_as_the_service_would(tmp_path, trained_package):
+    import bentoml
+
+    from models.store import save_package
+
+    save_package(trained_package)
+    model_dir, name = resolve_model(None)
+    assert name == str(bentoml.models.get("ko-sts:latest").tag) and model_dir != DEFAULT_PACKAGE
+    rows = klue_rows(10)
+    source = tmp_path / "pairs.jsonl"
+    write_rows(rows, source, "jsonl")
+
+    summary = score_file(Options(input=source, output=tmp_path / "out.jsonl", device="cpu", progress=False))
+
+    assert summary["model"] == name
+    expected = (
+        Settings(backend="onnx", device="cpu").scorer(model_dir).score([(r["sentence1"], r["sentence2"]) for r in rows])
+    )
+    np.testing.assert_allclose([r["score"] for r in read_rows(tmp_path / "out.jsonl", "jsonl")], expected, atol=1e-6)
 
 
 def test_the_command_scores_a_package_without_bentoml_installed(tmp_path, trained_package):
