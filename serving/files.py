@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -70,6 +70,11 @@ PARTS_LOG = "parts.jsonl"
 MANIFEST_VERSION = 1
 PREPARED_AHEAD = 2  # chunks read, checked and tokenised ahead of the forward passes
 WRITES_AHEAD = 2  # scored chunks waiting for the writer
+
+
+def default_tokenizer_threads() -> int:
+    """Threads checking and tokenising chunks: half the cores, 1 to 8 (the rest feed the model and write)."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 class FileScoringError(ValueError):
@@ -353,6 +358,7 @@ class Options:
     onnx_file: str | None = None
     dtype: TorchDtype = "auto"
     threads: int = 0
+    tokenizer_threads: int = field(default_factory=default_tokenizer_threads)
     symmetric: bool | None = None
     max_batch_tokens: int | None = None
     overwrite: bool = False
@@ -513,8 +519,17 @@ def _start_or_resume(options: Options, identity: dict[str, Any]) -> Manifest:
     return Manifest.create(folder, identity)
 
 
+def _prepare_chunk(table: pa.Table, index: int, first_row: int, scorer: Scorer, options: Options) -> Chunk:
+    """One chunk checked (bad rows) and tokenised."""
+    chunk = prepare(table, index, first_row, options.columns, options.on_bad_rows, options.input)
+    if chunk.table.num_rows:
+        pairs = list(zip(sentences(chunk.table, options.sentence1), sentences(chunk.table, options.sentence2)))
+        chunk.rows = scorer.encode(pairs)
+    return chunk
+
+
 class _Prepared:
-    """Reads, checks and tokenises chunks on a thread of its own, a bounded number ahead of the scoring."""
+    """Reads chunks on a thread of its own and has them checked and tokenised, a bounded number ahead of the scoring."""
 
     END = object()
 
@@ -536,21 +551,25 @@ class _Prepared:
         return False
 
     def _run(self, tables: Iterator[pa.Table], index: int, first_row: int, scorer: Scorer, options: Options) -> None:
+        # Reading stays on this thread; checking and tokenising (``encode_batch_fast`` runs outside the GIL)
+        # spread over ``options.tokenizer_threads``, the chunks handed on in input order.
+        pool = ThreadPoolExecutor(options.tokenizer_threads, thread_name_prefix="ko-sts-tokenize")
+        ahead: deque[Future] = deque()
         try:
             for table in tables:
-                chunk = prepare(table, index, first_row, options.columns, options.on_bad_rows, options.input)
-                if chunk.table.num_rows:
-                    pairs = list(
-                        zip(sentences(chunk.table, options.sentence1), sentences(chunk.table, options.sentence2))
-                    )
-                    chunk.rows = scorer.encode(pairs)
-                if not self._put(chunk):
-                    return
+                ahead.append(pool.submit(_prepare_chunk, table, index, first_row, scorer, options))
                 index += 1
                 first_row += table.num_rows
+                if len(ahead) > options.tokenizer_threads and not self._put(ahead.popleft().result()):
+                    return
+            while ahead:
+                if not self._put(ahead.popleft().result()):
+                    return
             self._put(self.END)
         except BaseException as error:  # handed to the scoring thread, which raises it
             self._put(error)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def __iter__(self) -> Iterator[Chunk]:
         while True:
@@ -583,6 +602,8 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
     """
     if options.chunk_rows < 1:
         raise FileScoringError(f"--chunk-rows {options.chunk_rows}: must be at least 1")
+    if options.tokenizer_threads < 1:
+        raise FileScoringError(f"--tokenizer-threads {options.tokenizer_threads}: must be at least 1")
     fmt_in = file_format(options.input, options.input_format)
     fmt_out = file_format(options.output, options.output_format)
     source = open_input(options.input, fmt_in, options.columns)
@@ -790,6 +811,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--onnx-file", help="ONNX file under the package's onnx/ (default: int8 on CPU, fp32 on CUDA)")
     score.add_argument("--dtype", choices=get_args(TorchDtype), default="auto", help="PyTorch weights' dtype")
     score.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: every core)")
+    score.add_argument(
+        "--tokenizer-threads",
+        type=int,
+        default=default_tokenizer_threads(),
+        help=f"threads checking and tokenising chunks (default: half the cores, 1 to 8: {default_tokenizer_threads()})",
+    )
     score.add_argument(
         "--symmetric",
         choices=["true", "false"],

@@ -79,7 +79,8 @@ def test_each_format_in_and_out_keeps_every_column_and_scores_as_the_service(
     fmt_out = FORMATS[(FORMATS.index(fmt_in) + 1) % len(FORMATS)]  # every format is written once too
     target = tmp_path / f"scored.{fmt_out}"
 
-    summary = score_file(options(source, target, trained_package, chunk_rows=8))  # 6 chunks, the last short
+    # 6 chunks, the last short, tokenised by 3 threads and still written in input order
+    summary = score_file(options(source, target, trained_package, chunk_rows=8, tokenizer_threads=3))
 
     assert summary["rows"] == 45 and summary["skipped"] == 0
     out = read_rows(target, fmt_out)
