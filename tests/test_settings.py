@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -25,6 +27,7 @@ def test_the_model_gets_its_own_process_where_it_may_use_a_gpu():
     [
         ({"gpu_workers": 2, "backend": "onnx", "device": "cpu"}, ("KO_STS_GPU_WORKERS=2", "KO_STS_MODEL_PROCESS")),
         ({"batch_wait_ms": 3000, "queue_timeout_ms": 2000}, ("KO_STS_BATCH_WAIT_MS=3000", "KO_STS_QUEUE_TIMEOUT_MS")),
+        ({"symmetric": True, "symmetry": "canonical"}, ("KO_STS_SYMMETRIC=true", "KO_STS_SYMMETRY=canonical")),
     ],
 )
 def test_contradicting_settings_are_refused_naming_both(values, names):
@@ -39,3 +42,27 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("KO_STS_CUDA_GRAPH_TOKENS", "0")
     settings = Settings()
     assert (settings.gpu_workers, settings.cuda_graph_tokens, settings.separate_model_process) == (2, 0, True)
+
+
+@pytest.mark.parametrize(
+    ("values", "model", "served"),
+    [
+        ({}, "average", "canonical"),  # the default: a model that averages both orders is served in canonical order
+        ({}, "none", "none"),
+        ({}, "canonical", "canonical"),
+        ({"symmetry": "average"}, "average", "average"),
+        ({"symmetry": "none"}, "average", "none"),
+        ({"symmetry": "canonical"}, "none", "canonical"),
+        ({"symmetric": True}, "none", "average"),  # the former setting keeps its meaning
+        ({"symmetric": False}, "average", "none"),
+    ],
+)
+def test_the_served_symmetry_follows_the_setting_then_the_model(values, model, served):
+    assert Settings(**values).served_symmetry(model) == served
+
+
+def test_the_shipped_model_is_served_in_canonical_order_by_default_and_averaging_stays_a_setting():
+    default = Path(__file__).resolve().parents[1] / "models/default"
+    assert Settings().codec(default).rows_per_pair == 1
+    assert Settings().codec(default).settings.symmetry == "canonical"
+    assert Settings(symmetry="average").codec(default).rows_per_pair == 2
