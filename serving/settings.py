@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     symmetry: Literal["auto", "none", "average", "canonical"] = Field(
         "auto",
         description="sentence order: 'canonical' scores each pair once in an order fixed by its sentences (swapping "
-        "them gives the same score), 'average' scores both orders and averages them (twice the work), 'none' the "
-        "order as given; 'auto': the model's own setting, with averaging served as canonical",
+        "them gives the same score, half the work of 'average'), 'average' scores both orders and averages them, "
+        "'none' the order as given; 'auto': the model's own setting (config.json)",
     )
     symmetric: bool | None = Field(
         None, description="former setting: true is symmetry 'average', false 'none'; unset: KO_STS_SYMMETRY decides"
@@ -158,9 +158,7 @@ class Settings(BaseSettings):
         """The symmetry served for a model whose ``config.json`` says ``model`` (see ``symmetry``)."""
         if self.symmetric is not None:
             return legacy_symmetry(self.symmetric)
-        if self.symmetry != "auto":
-            return self.symmetry
-        return "canonical" if model == "average" else model
+        return model if self.symmetry == "auto" else self.symmetry
 
     def codec(self, model_dir: str | Path) -> PairCodec:
         """The package's pair codec with the served symmetry (:meth:`served_symmetry`)."""

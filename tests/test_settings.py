@@ -47,7 +47,7 @@ def test_settings_come_from_the_environment(monkeypatch):
 @pytest.mark.parametrize(
     ("values", "model", "served"),
     [
-        ({}, "average", "canonical"),  # the default: a model that averages both orders is served in canonical order
+        ({}, "average", "average"),  # the default: the model's own setting
         ({}, "none", "none"),
         ({}, "canonical", "canonical"),
         ({"symmetry": "average"}, "average", "average"),
@@ -61,8 +61,10 @@ def test_the_served_symmetry_follows_the_setting_then_the_model(values, model, s
     assert Settings(**values).served_symmetry(model) == served
 
 
-def test_the_shipped_model_is_served_in_canonical_order_by_default_and_averaging_stays_a_setting():
+def test_the_shipped_model_averages_both_orders_by_default_and_canonical_is_a_setting():
+    # canonical lost 0.0033 dev Pearson against averaging (research/results/symmetry.md), past the 0.002 allowed
     default = Path(__file__).resolve().parents[1] / "models/default"
-    assert Settings().codec(default).rows_per_pair == 1
-    assert Settings().codec(default).settings.symmetry == "canonical"
-    assert Settings(symmetry="average").codec(default).rows_per_pair == 2
+    assert Settings().codec(default).settings.symmetry == "average"
+    assert Settings().codec(default).rows_per_pair == 2
+    canonical = Settings(symmetry="canonical").codec(default)
+    assert canonical.rows_per_pair == 1 and canonical.settings.symmetry == "canonical"
