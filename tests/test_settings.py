@@ -62,7 +62,7 @@ def test_the_served_symmetry_follows_the_setting_then_the_model(values, model, s
 
 
 def test_the_shipped_model_averages_both_orders_by_default_and_canonical_is_a_setting():
-    # canonical lost 0.0033 dev Pearson against averaging (research/results/symmetry.md), past the 0.002 allowed
+    # canonical lost 0.0035 dev Pearson against averaging (research/results/symmetry.md), past the 0.002 allowed
     default = Path(__file__).resolve().parents[1] / "models/default"
     assert Settings().codec(default).settings.symmetry == "average"
     assert Settings().codec(default).rows_per_pair == 2
