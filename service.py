@@ -24,7 +24,6 @@ import bentoml
 from starlette.responses import JSONResponse
 
 from models.package import base_model_name, metrics_by_runtime, read_metadata
-from models.scorer import PairCodec
 from models.scoring import SIMILAR_THRESHOLD
 from serving.engine import ScoringEngine
 from serving.errors import CALLER_ERRORS, ServiceError
@@ -132,7 +131,7 @@ class KoSTS:
         if self.engine is not None:
             self.info.device = self.engine.scorer.device
         self.rules = settings.input_rules()
-        codec = PairCodec.for_package(path, settings.symmetric)
+        codec = settings.codec(path)
         self.frontend = Frontend(codec, rows, settings.tokenizer_threads, TokenizerMetrics(), owns_rows=owned)
         if self.grpc:
             self.grpc.serve(ServedModel(self.frontend, self.rules, self.info))

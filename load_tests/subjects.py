@@ -48,7 +48,7 @@ def build_subject(shape: str, output_dir: Path, seed: int = 0) -> Path:
     sizes = dict(SHAPES[shape])
     tokenizer = train_wordpiece(DEFAULT_CORPUS, sizes.pop("tokenizer_vocab_size"))
     config = ElectraConfig(**sizes, num_labels=1, pad_token_id=tokenizer.pad_token_id)
-    settings = ScoreSettings(activation="identity", max_length=MAX_LENGTH, symmetric=False)
+    settings = ScoreSettings(activation="identity", max_length=MAX_LENGTH, symmetry="none")
     settings.save_to(config)
     model = ElectraForSequenceClassification(config)
     model.save_pretrained(output_dir)

@@ -3,7 +3,7 @@
 Pairs are tokenised in one ``encode_batch_fast`` call into flat :class:`~models.pairs.EncodedRows`,
 sorted by token length and cut into forward passes whose padded size (rows x padded length)
 stays within ``max_batch_tokens``, the way text-embeddings-inference fills batches by
-``max_batch_tokens``. A symmetric model's two sentence orders are rows of the same passes.
+``max_batch_tokens``. A model that averages both sentence orders has both as rows of the same passes.
 :class:`PairCodec` is the part without a network (pairs -> rows, logits -> scores): the serving
 front processes use it alone, and :class:`Scorer` adds a runtime. The serving engine
 (:mod:`serving.engine`) launches passes with :meth:`Scorer.launch_passes` too.
@@ -20,7 +20,7 @@ import numpy as np
 
 from models.backends import Backend, Device, Pending, Runtime, TorchDtype, load_runtime
 from models.pairs import EncodedRows, PairTokenizer
-from models.scoring import ScoreSettings
+from models.scoring import ScoreSettings, Symmetry, legacy_symmetry
 
 logger = logging.getLogger(__name__)
 
@@ -114,33 +114,31 @@ class PairCodec:
         self.settings = settings
 
     @classmethod
-    def for_package(cls, model_dir: str | Path, symmetric: bool | None = None) -> PairCodec:
+    def for_package(cls, model_dir: str | Path, symmetry: Symmetry | bool | None = None) -> PairCodec:
         """The codec of a model package.
 
         Args:
-            symmetric: score both sentence orders (True) or only the given one (False); None keeps
-                the model's own setting (``config.json``).
+            symmetry: how sentence order is treated (:attr:`ScoreSettings.symmetry`: ``none``, ``average`` or
+                ``canonical``; True/False, the former flag, mean ``average``/``none``); None keeps the model's own
+                setting (``config.json``).
         """
         settings = ScoreSettings.from_model_dir(model_dir)
-        if symmetric is not None:
-            settings = replace(settings, symmetric=symmetric)
+        if symmetry is not None:
+            settings = replace(settings, symmetry=legacy_symmetry(symmetry) if isinstance(symmetry, bool) else symmetry)
         return cls(PairTokenizer.from_dir(model_dir, settings.max_length), settings)
 
     @property
     def rows_per_pair(self) -> int:
-        """Sequences the network runs per pair: 2 for a symmetric model (both orders), else 1."""
-        return 2 if self.settings.symmetric else 1
+        """Sequences the network runs per pair: 2 when both orders are averaged, else 1."""
+        return self.settings.rows_per_pair
 
     def encode(self, pairs: Sequence[Pair]) -> EncodedRows:
-        """Tokenised rows for the pairs: each pair as given, then (symmetric models) each swapped."""
-        first = [pair[0] for pair in pairs]
-        second = [pair[1] for pair in pairs]
-        if self.settings.symmetric:
-            first, second = first + second, second + first
+        """Tokenised rows for the pairs (:meth:`ScoreSettings.order`): as given, canonical, or both orders."""
+        first, second = self.settings.order([pair[0] for pair in pairs], [pair[1] for pair in pairs])
         return self.tokenizer.encode(first, second)
 
     def truncated(self, rows: EncodedRows) -> np.ndarray:
-        """Per pair of :meth:`encode`'s rows: whether either order was cut to ``max_length`` tokens."""
+        """Per pair of :meth:`encode`'s rows: whether any of its rows was cut to ``max_length`` tokens."""
         return rows.truncated.reshape(self.rows_per_pair, -1).any(axis=0)
 
     def to_scores(self, logits: np.ndarray) -> np.ndarray:
@@ -167,7 +165,9 @@ class Scorer(PairCodec):
     def over(cls, codec: PairCodec, runtime: Runtime, limits: BatchLimits | None = None) -> Scorer:
         """A codec's scorer over a loaded runtime."""
         limits = limits or BatchLimits()
-        orders = "both orders" if codec.settings.symmetric else "one order"
+        orders = {"average": "both orders averaged", "canonical": "canonical order", "none": "order as given"}[
+            codec.settings.symmetry
+        ]
         logger.info("scorer: %s, %s, %s", runtime.description, limits, orders)
         return cls(runtime, codec.tokenizer, codec.settings, limits)
 
@@ -216,11 +216,11 @@ def load_scorer(
     limits: BatchLimits | None = None,
     threads: int = 0,
     dtype: TorchDtype = "auto",
-    symmetric: bool | None = None,
+    symmetry: Symmetry | bool | None = None,
 ) -> Scorer:
     """A :class:`Scorer` over a model package, on ONNX Runtime (default) or PyTorch."""
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
-    return Scorer.over(PairCodec.for_package(model_dir, symmetric), runtime, limits)
+    return Scorer.over(PairCodec.for_package(model_dir, symmetry), runtime, limits)
 
 
 def load_served_scorer(
@@ -230,7 +230,7 @@ def load_served_scorer(
     onnx_file: str | None = None,
     threads: int = 0,
     dtype: TorchDtype = "auto",
-    symmetric: bool | None = None,
+    symmetry: Symmetry | bool | None = None,
     max_batch_tokens: int | None = None,
     max_batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Scorer:
@@ -238,5 +238,5 @@ def load_served_scorer(
     for the device the runtime landed on. The file scorer (:mod:`serving.files`) builds its own through here too.
     """
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
-    codec = PairCodec.for_package(model_dir, symmetric)
+    codec = PairCodec.for_package(model_dir, symmetry)
     return Scorer.over(codec, runtime, device_limits(runtime.device, max_batch_tokens, max_batch_rows))

@@ -19,6 +19,8 @@ SIMILAR_THRESHOLD = 3.0  # KLUE-STS binarises gold and prediction at >= 3.0
 CONFIG_FILE = "config.json"
 CONFIG_KEY = "ko_sts"
 Activation = Literal["identity", "sigmoid"]
+Symmetry = Literal["none", "average", "canonical"]
+SYMMETRIES: tuple[Symmetry, ...] = ("none", "average", "canonical")
 
 
 class ScoreSettingsError(ValueError):
@@ -57,14 +59,50 @@ class ScoreSettings:
         activation: ``identity`` for a model trained on raw 0-5 labels (MSE), ``sigmoid`` for one
             trained on labels scaled to 0-1 (binary cross-entropy).
         max_length: token budget for a tokenised pair; longer pairs are truncated.
-        symmetric: score both sentence orders and average them (test-time augmentation).
+        symmetry: how the sentence order is treated. ``none``: each pair is scored as given (one row);
+            ``average``: both orders are scored and averaged (two rows per pair); ``canonical``: each pair
+            is scored once, in an order fixed by the sentences themselves (the smaller string first), so
+            that swapping them gives the identical score at half the work of ``average``. Configs written
+            before this setting hold ``symmetric: true/false``, read as ``average``/``none``.
         calibration: optional monotone map applied to the (averaged) score.
     """
 
     activation: Activation = "identity"
     max_length: int = 128
-    symmetric: bool = False
+    symmetry: Symmetry = "none"
     calibration: Calibration | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.symmetry, bool):  # the former ``symmetric`` flag, passed positionally
+            object.__setattr__(self, "symmetry", legacy_symmetry(self.symmetry))
+        if self.symmetry not in SYMMETRIES:
+            raise ScoreSettingsError(f"symmetry must be one of {', '.join(SYMMETRIES)}, got {self.symmetry!r}")
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether a pair scores the same in both sentence orders (``average`` or ``canonical``)."""
+        return self.symmetry != "none"
+
+    @property
+    def rows_per_pair(self) -> int:
+        """Sequences the network runs per pair: 2 when both orders are averaged, else 1."""
+        return 2 if self.symmetry == "average" else 1
+
+    def order(self, first: list[str], second: list[str]) -> tuple[list[str], list[str]]:
+        """The rows the network runs for pairs ``(first[i], second[i])``, as first and second segments.
+
+        ``none``: the pairs as given; ``average``: the pairs, then the same pairs swapped; ``canonical``:
+        each pair once, the smaller sentence (Python string order) first.
+        """
+        if self.symmetry == "average":
+            return first + second, second + first
+        if self.symmetry == "canonical":
+            swap = [b < a for a, b in zip(first, second)]
+            return (
+                [b if s else a for a, b, s in zip(first, second, swap)],
+                [a if s else b for a, b, s in zip(first, second, swap)],
+            )
+        return list(first), list(second)
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any] | None) -> ScoreSettings:
@@ -75,6 +113,13 @@ class ScoreSettings:
                 "ko-sts-serve and its output scale is unknown. Fine-tune it with `make train` first."
             )
         stored = dict(stored)
+        legacy = stored.pop("symmetric", None)
+        if legacy is not None:
+            if "symmetry" in stored and stored["symmetry"] != legacy_symmetry(legacy):
+                raise ScoreSettingsError(
+                    f"config.json says both symmetric: {legacy} and symmetry: {stored['symmetry']!r}; keep symmetry"
+                )
+            stored.setdefault("symmetry", legacy_symmetry(legacy))
         calibration = stored.pop("calibration", None)
         if calibration is not None:
             calibration = Calibration(x=tuple(calibration["x"]), y=tuple(calibration["y"]))
@@ -123,9 +168,14 @@ class ScoreSettings:
         return scores if self.calibration is None else self.calibration(scores)
 
     def scores_from_rows(self, logits: np.ndarray) -> np.ndarray:
-        """Served scores from the logits of a model's rows: the pairs, then (symmetric) the same pairs swapped."""
+        """Served scores from the logits of :meth:`order`'s rows (``average``: the pairs, then the pairs swapped)."""
         logits = np.asarray(logits).reshape(-1)
-        if self.symmetric:
+        if self.symmetry == "average":
             half = len(logits) // 2
             return self.to_scores(logits[:half], logits[half:])
         return self.to_scores(logits)
+
+
+def legacy_symmetry(symmetric: bool) -> Symmetry:
+    """The symmetry a config's former ``symmetric`` flag meant: both orders averaged, or the given order."""
+    return "average" if symmetric else "none"

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from models.backends import Backend, Device, TorchDtype
 from models.package import PackageError, check_package
 from models.scorer import PASSES_IN_FLIGHT, Scorer, load_served_scorer
-from models.scoring import SIMILAR_THRESHOLD
+from models.scoring import SIMILAR_THRESHOLD, Symmetry
 
 logger = logging.getLogger("ko_sts.files")
 
@@ -359,7 +359,7 @@ class Options:
     dtype: TorchDtype = "auto"
     threads: int = 0
     tokenizer_threads: int = field(default_factory=default_tokenizer_threads)
-    symmetric: bool | None = None
+    symmetry: Symmetry | None = None
     max_batch_tokens: int | None = None
     overwrite: bool = False
     progress: bool = True
@@ -489,7 +489,7 @@ def _identity(options: Options, fmt_in: Format, fmt_out: Format, model_name: str
         "on_bad_rows": options.on_bad_rows,
         "model": model_name,
         "backend": options.backend,
-        "symmetric": options.symmetric,
+        "symmetry": options.symmetry,
         "onnx_file": options.onnx_file,
     }
 
@@ -619,7 +619,7 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
             onnx_file=options.onnx_file,
             threads=options.threads,
             dtype=options.dtype,
-            symmetric=options.symmetric,
+            symmetry=options.symmetry,
             max_batch_tokens=options.max_batch_tokens,
         )
     start_rows = manifest.rows_done
@@ -818,9 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"threads checking and tokenising chunks (default: half the cores, 1 to 8: {default_tokenizer_threads()})",
     )
     score.add_argument(
-        "--symmetric",
-        choices=["true", "false"],
-        help="score both sentence orders (true) or the given one (false); default: the model's setting",
+        "--symmetry",
+        choices=get_args(Symmetry),
+        help="average both sentence orders, score one canonical order, or the given one (none); default: the model's",
     )
     score.add_argument(
         "--max-batch-tokens",
@@ -838,8 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = vars(build_parser().parse_args(argv))
     args.pop("command")
-    symmetric = args.pop("symmetric")
-    options = Options(**args, symmetric=None if symmetric is None else symmetric == "true")
+    options = Options(**args)
     try:
         score_file(options)
     except (FileScoringError, PackageError) as error:

@@ -23,6 +23,7 @@ from typing import Any, get_args
 import pyarrow as pa
 
 from models.backends import Backend, Device, TorchDtype
+from models.scoring import Symmetry
 from serving.files import BadRows, FileScoringError, bad_rows, resolve_model, score_table
 
 logger = logging.getLogger("ko_sts.files_ray")
@@ -46,7 +47,7 @@ class RayOptions:
     device: Device = "auto"
     onnx_file: str | None = None
     dtype: TorchDtype = "auto"
-    symmetric: bool | None = None
+    symmetry: Symmetry | None = None
     max_batch_tokens: int | None = None
 
 
@@ -66,7 +67,7 @@ class ScoreBatches:
             onnx_file=self.options.onnx_file,
             threads=0 if gpu else max(1, int(self.options.cpus_per_worker)),
             dtype=self.options.dtype,
-            symmetric=self.options.symmetric,
+            symmetry=self.options.symmetry,
             max_batch_tokens=self.options.max_batch_tokens,
         )
         self.columns = (self.options.sentence1, self.options.sentence2)
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=get_args(Device), default="auto")
     parser.add_argument("--onnx-file")
     parser.add_argument("--dtype", choices=get_args(TorchDtype), default="auto")
-    parser.add_argument("--symmetric", choices=["true", "false"])
+    parser.add_argument("--symmetry", choices=get_args(Symmetry))
     parser.add_argument("--max-batch-tokens", type=int)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, as set by ray job submit)")
     parser.add_argument("--stats", type=Path, help="also write the run's summary here as JSON")
@@ -170,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = vars(build_parser().parse_args(argv))
-    address, stats, symmetric = args.pop("address"), args.pop("stats"), args.pop("symmetric")
-    options = RayOptions(**args, symmetric=None if symmetric is None else symmetric == "true")
+    address, stats = args.pop("address"), args.pop("stats")
+    options = RayOptions(**args)
     import ray
 
     ray.init(address=address)

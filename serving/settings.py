@@ -13,11 +13,13 @@ from models.backends import Backend, Device, TorchDtype
 from models.scorer import (
     DEFAULT_BATCH_ROWS,
     BatchLimits,
+    PairCodec,
     Scorer,
     defaults_key,
     device_limits,
     load_served_scorer,
 )
+from models.scoring import ScoreSettings, Symmetry, legacy_symmetry
 from serving.auth import ApiKey
 from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
@@ -43,10 +45,14 @@ class Settings(BaseSettings):
         None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
     )
     torch_dtype: TorchDtype = Field("auto", description="PyTorch weights' dtype: 'auto' is float16 on CUDA")
+    symmetry: Literal["auto", "none", "average", "canonical"] = Field(
+        "auto",
+        description="sentence order: 'canonical' scores each pair once in an order fixed by its sentences (swapping "
+        "them gives the same score, half the work of 'average'), 'average' scores both orders and averages them, "
+        "'none' the order as given; 'auto': the model's own setting (config.json)",
+    )
     symmetric: bool | None = Field(
-        None,
-        description="score both sentence orders (true) or the given one only (false, twice the throughput); "
-        "unset: the model's own setting",
+        None, description="former setting: true is symmetry 'average', false 'none'; unset: KO_STS_SYMMETRY decides"
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 uses every core")
     model_process: Literal["auto", "separate", "shared"] = Field(
@@ -107,6 +113,11 @@ class Settings(BaseSettings):
                 f"KO_STS_MODEL_PROCESS={self.model_process} (with KO_STS_BACKEND={self.backend}, "
                 f"KO_STS_DEVICE={self.device}) keeps it in the front; set KO_STS_MODEL_PROCESS=separate"
             )
+        if self.symmetric is not None and self.symmetry != "auto" and self.symmetry != legacy_symmetry(self.symmetric):
+            raise ValueError(
+                f"KO_STS_SYMMETRIC={str(self.symmetric).lower()} contradicts KO_STS_SYMMETRY={self.symmetry}; "
+                "unset KO_STS_SYMMETRIC (KO_STS_SYMMETRY replaces it)"
+            )
         if self.batch_wait_ms >= self.queue_timeout_ms:
             raise ValueError(
                 f"KO_STS_BATCH_WAIT_MS={self.batch_wait_ms:g} is not below KO_STS_QUEUE_TIMEOUT_MS="
@@ -153,10 +164,19 @@ class Settings(BaseSettings):
             onnx_file=self.onnx_file,
             threads=self.threads,
             dtype=self.torch_dtype,
-            symmetric=self.symmetric,
+            symmetry=self.served_symmetry(ScoreSettings.from_model_dir(model_dir).symmetry),
             max_batch_tokens=self.max_batch_tokens,
             max_batch_rows=self.max_batch_rows,
         )
+    def served_symmetry(self, model: Symmetry) -> Symmetry:
+        """The symmetry served for a model whose ``config.json`` says ``model`` (see ``symmetry``)."""
+        if self.symmetric is not None:
+            return legacy_symmetry(self.symmetric)
+        return model if self.symmetry == "auto" else self.symmetry
+
+    def codec(self, model_dir: str | Path) -> PairCodec:
+        """The package's pair codec with the served symmetry (:meth:`served_symmetry`)."""
+        return PairCodec.for_package(model_dir, self.served_symmetry(ScoreSettings.from_model_dir(model_dir).symmetry))
 
     def engine(self, device: str | None = None) -> EngineSettings:
         """The queueing settings of :class:`serving.engine.ScoringEngine` for a scorer on ``device``.

@@ -76,7 +76,7 @@ def check_stored_model(model_dir: str | Path, tag: str) -> None:
 def check_parity(scorer: Scorer, model_dir: str | Path, tag: str) -> float | None:
     """Scores the package's reference pairs with ``scorer``'s runtime; refuses if they moved past the tolerance.
 
-    The model's own score settings are used (``KO_STS_SYMMETRIC`` may change the served ones).
+    The model's own score settings are used (``KO_STS_SYMMETRY`` may change the served ones).
     Returns the largest difference, or None when the package has no reference scores for this
     runtime file (exported before the guard existed: a warning, not a refusal).
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -84,11 +85,24 @@ def test_symmetric_scoring_averages_both_orders_in_the_same_passes(trained_packa
     assert len(rows) == 10 and rows[5:6].ids.tolist() == symmetric.encode(swapped)[0:1].ids.tolist()
     assert symmetric.score(PAIRS[:5]) == pytest.approx(symmetric.score(swapped), abs=1e-6)
     one_way = shutil.copytree(trained_package, tmp_path / "one-way")
-    config = (one_way / "config.json").read_text()
-    (one_way / "config.json").write_text(config.replace('"symmetric": true', '"symmetric": false'))
+    config = json.loads((one_way / "config.json").read_text())
+    config["ko_sts"]["symmetry"] = "none"
+    (one_way / "config.json").write_text(json.dumps(config))
     scorer = load_scorer(one_way, "onnx", device="cpu", onnx_file=ONNX_FP32)
     assert not scorer.settings.symmetric and len(scorer.encode(PAIRS[:5])) == 5
     assert np.max(np.abs(scorer.score(PAIRS[:5]) - scorer.score(swapped))) > 1e-4
+
+
+def test_canonical_scoring_runs_one_row_per_pair_and_ignores_the_order(trained_package):
+    swapped = [(b, a) for a, b in PAIRS[:5]]
+    canonical = load_scorer(trained_package, "onnx", device="cpu", symmetry="canonical")
+    assert canonical.settings.symmetric and canonical.rows_per_pair == 1
+    rows = canonical.encode(PAIRS[:5])
+    assert len(rows) == 5 and rows.ids.tolist() == canonical.encode(swapped).ids.tolist()
+    assert canonical.score(PAIRS[:5]).tolist() == canonical.score(swapped).tolist()  # identical, not just close
+    first, second = min(PAIRS[0]), max(PAIRS[0])
+    assert rows[0:1].ids.tolist() == canonical.tokenizer.encode([first], [second]).ids.tolist()
+    assert canonical.truncated(rows).shape == (5,)
 
 
 def test_truncation_is_reported_per_pair(trained_package):

@@ -19,8 +19,8 @@ def _encode(tokenizer, first, second, max_length):
 
 
 def test_settings_round_trip_through_config_and_missing_settings_are_explained(tiny_base):
-    model = build_cross_encoder(str(tiny_base), "cls", ScoreSettings(max_length=77, symmetric=True))
-    assert ScoreSettings.from_config(model.config) == ScoreSettings(max_length=77, symmetric=True)
+    model = build_cross_encoder(str(tiny_base), "cls", ScoreSettings(max_length=77, symmetry="canonical"))
+    assert ScoreSettings.from_config(model.config) == ScoreSettings(max_length=77, symmetry="canonical")
     with pytest.raises(ValueError, match="not trained by ko-sts-serve"):
         ScoreSettings.from_config(AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=1).config)
 

@@ -54,3 +54,19 @@ def test_default_model_scores_the_contrast_set_as_its_model_card_states():
         # one pair more or less per category: the served flag of a pair at 3.0 +- float noise
         assert abs(served[category]["accuracy"] - metrics["accuracy"]) <= 1 / metrics["pairs"] + 1e-9, category
         assert f"| {category} | {metrics['pairs']} | {metrics['accuracy']:.3f} |" in card or category == "all"
+
+
+def test_default_int8_file_computes_in_float32_on_its_int8_weights():
+    import onnx
+
+    from training.quantize import ACCURACY_LEVEL
+
+    graph = onnx.load(str(DEFAULT_PACKAGE / "onnx" / ONNX_INT8)).graph
+    levels = {
+        attribute.i
+        for node in graph.node
+        if node.op_type == "MatMulNBits"
+        for attribute in node.attribute
+        if attribute.name == "accuracy_level"
+    }
+    assert levels == {ACCURACY_LEVEL} == {0}  # level 4 quantised activations at run time: slower here, 0.13 off

@@ -51,3 +51,21 @@ def test_mismatched_sentence_lists_are_refused():
     tokenizer = PairTokenizer.from_dir(DEFAULT_PACKAGE, 32)
     with pytest.raises(ValueError, match="2 first sentences but 1 second"):
         tokenizer.encode(["a", "b"], ["c"])
+
+
+@pytest.mark.parametrize(("symmetry", "rows"), [("none", 1), ("average", 2), ("canonical", 1)])
+def test_training_scores_held_out_pairs_with_the_rows_the_service_runs(symmetry, rows):
+    settings = ScoreSettings(max_length=64, symmetry=symmetry)
+    hf = AutoTokenizer.from_pretrained(DEFAULT_PACKAGE)
+    training = pair_tokenizer(hf, 64)
+    frame = DEV.head(8)
+    evaluated = pair_dataset(frame, settings, training)
+    codec_rows = PairTokenizer.from_dir(DEFAULT_PACKAGE, 64).encode(
+        *settings.order(frame["sentence1"].tolist(), frame["sentence2"].tolist())
+    )
+    assert len(evaluated) == rows * len(frame)
+    assert [evaluated[i]["input_ids"].tolist() for i in range(len(evaluated))] == [
+        codec_rows[i : i + 1].ids.tolist() for i in range(len(codec_rows))
+    ]
+    trained = pair_dataset(frame, settings, training, training=True)  # a symmetric model trains on both orders
+    assert len(trained) == (1 if symmetry == "none" else 2) * len(frame)

@@ -33,7 +33,7 @@ def test_tiny_run_learns_and_records_everything(trained_package):
     # a random 2-layer encoder on 2,000 pairs: far from useful, clearly above chance
     assert metadata["metrics"]["validation"]["pearson"] > 0.2
     assert set(metadata["metrics"]) == {"validation", "dev"}
-    assert metadata["hyperparameters"]["pooling"] == "mean" and metadata["score_settings"]["symmetric"]
+    assert metadata["hyperparameters"]["pooling"] == "mean" and metadata["score_settings"]["symmetry"] == "average"
     assert metadata["hyperparameters"]["max_train_samples"] == 2000
     assert metadata["hyperparameters"]["split"] == "grouped"
     assert metadata["data"]["dev"][0]["sha256"] == file_sha256("data/klue-sts/klue_sts_dev.jsonl")

@@ -17,6 +17,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from models.scoring import SYMMETRIES, Symmetry, legacy_symmetry
 from training.splits import SplitSettings
 
 logger = logging.getLogger("training")
@@ -52,7 +53,14 @@ class ModelArguments:
     )
     symmetric: bool = field(
         default=False,
-        metadata={"help": "Train on both sentence orders and average both orders when scoring."},
+        metadata={"help": "Train on both sentence orders and score pairs independently of their order (symmetry)."},
+    )
+    symmetry: str | None = field(
+        default=None,
+        metadata={
+            "help": "How a symmetric model scores a pair: 'average' (both orders, averaged) or 'canonical' (once, the "
+            "smaller sentence first); unset: 'average' when symmetric, else 'none'. Evaluation follows it."
+        },
     )
     rdrop_alpha: float = field(
         default=0.0,
@@ -71,6 +79,18 @@ class ModelArguments:
             raise ValueError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
         if self.rdrop_alpha < 0:
             raise ValueError(f"rdrop_alpha must be 0 (off) or positive, got {self.rdrop_alpha}")
+        if self.symmetry not in (None, *SYMMETRIES):
+            raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)} or unset, got {self.symmetry!r}")
+        if self.symmetry is not None and (self.symmetry != "none") != self.symmetric:
+            raise ValueError(
+                f"symmetry {self.symmetry!r} contradicts symmetric: {self.symmetric}; set symmetric: true for "
+                "'average' or 'canonical', false for 'none'"
+            )
+
+    @property
+    def score_symmetry(self) -> Symmetry:
+        """How the trained model scores pairs (``symmetry``, else what ``symmetric`` implies)."""
+        return self.symmetry or legacy_symmetry(self.symmetric)
 
 
 @dataclass

@@ -59,14 +59,20 @@ EXAMPLE_PAIRS = [
 ]
 
 
-def export_onnx(package_dir: Path) -> Path:
-    """Exports the float32 PyTorch model to ``onnx/model.onnx`` with dynamic batch and sequence axes."""
-    model = AutoModelForSequenceClassification.from_pretrained(package_dir, dtype=torch.float32).eval()
+def export_onnx(package_dir: Path, name: str = ONNX_FP32, attention: str = "sdpa") -> Path:
+    """Exports the float32 PyTorch model to ``onnx/<name>`` with dynamic batch and sequence axes.
+
+    ``attention``: the transformers attention implementation traced; ``eager`` writes the
+    attention pattern that ONNX Runtime's BERT fusions recognise (SDPA's is not fused).
+    """
+    model = AutoModelForSequenceClassification.from_pretrained(
+        package_dir, dtype=torch.float32, attn_implementation=attention
+    ).eval()
     arrays = PairTokenizer.from_dir(package_dir, max_length=64)(*zip(*EXAMPLE_PAIRS))
     # accepted_inputs() keeps forward()'s parameter order, which is how the exporter numbers graph inputs.
     names = list(accepted_inputs(model.forward))
     inputs = {name: torch.from_numpy(arrays[name]) for name in names}
-    target = package_dir / ONNX_SUBDIR / ONNX_FP32
+    target = package_dir / ONNX_SUBDIR / name
     target.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript-based exporter: ONNX Runtime's quantiser cannot infer shapes of the
     # graphs the dynamo exporter writes for these models (torch 2.13, onnxruntime 1.31).

@@ -1,17 +1,19 @@
 """Int8 ONNX for CPU serving, with ONNX Runtime's own quantisers, batch-invariant by construction.
 
 Weights only: every weight MatMul becomes ``MatMulNBits`` (8-bit, symmetric, one scale per block
-of ``block_size`` input channels, ``accuracy_level`` 4: int8 dot products, with activations
-quantised per row and block at run time) and the embedding tables are stored as uint8 and
-dequantised after the lookup. Nothing is scaled over the batch, so a pair scores the same
-whatever it is batched with (the dynamic int8 of ``quantize_dynamic``, which scales activations
-over the whole batch, moved scores by up to 0.27 and differed from float32 by up to 1.16).
+of ``block_size`` input channels) and the embedding tables are stored as uint8 and dequantised
+after the lookup. ``accuracy_level`` 0 computes in float32 on the int8 weights: nothing is
+quantised at run time, so a score is the float32 score of the int8 weights, whatever the pair is
+batched with (the dynamic int8 of ``quantize_dynamic``, which scales activations over the whole
+batch, moved scores by up to 0.27 and differed from float32 by up to 1.16).
 
 The choice was measured on the shipped model of the time (2 CPU cores, ONNX Runtime 1.31; docs/serving.md,
 "How requests are served"): static QDQ int8 with per-tensor activation scales lost the model (dev Pearson 0.63,
 outlier channels in the post-LayerNorm activations), MatMulNBits 8-bit kept it (dev 0.8868
-against 0.8871 in float32, largest difference 0.078 on the 0-5 scale) at float32 speed and
-about a quarter of its size.
+against 0.8871 in float32, largest difference 0.078 on the 0-5 scale) at about a quarter of float32's size.
+Accuracy level 4 (int8 dot products, activations quantised per row and block at run time) was the
+level until issue 15: on this CPU (AVX2, no VNNI) it ran 0.79x as fast as level 0 and moved dev
+scores up to 0.13 from float32 (``research/cpu_runtimes.py``, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQua
 logger = logging.getLogger(__name__)
 
 BLOCK_SIZE = 128  # 32 is slightly more accurate but its scales push the shipped model over 30 MB
-SCHEME = f"weight-only int8: MatMulNBits (8-bit, block {BLOCK_SIZE}, accuracy level 4), uint8 embeddings"
+ACCURACY_LEVEL = 0  # float32 compute on the int8 weights: faster than level 4 on AVX2 and exactly float32's scores
+SCHEME = (
+    f"weight-only int8: MatMulNBits (8-bit, block {BLOCK_SIZE}, accuracy level {ACCURACY_LEVEL}: float32 compute), "
+    "uint8 embeddings"
+)
 
 
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -63,10 +69,16 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def quantize_weights(fp32_path: Path, target: Path, block_size: int = BLOCK_SIZE) -> Path:
+def quantize_weights(
+    fp32_path: Path, target: Path, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL
+) -> Path:
     """Writes the weight-only int8 model of ``fp32_path`` to ``target``."""
     config = DefaultWeightOnlyQuantConfig(
-        block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
+        block_size=block_size,
+        is_symmetric=True,
+        accuracy_level=accuracy_level,
+        bits=8,
+        op_types_to_quantize=("MatMul",),
     )
     quantizer = MatMulNBitsQuantizer(gemm_to_matmul(onnx.load(str(fp32_path))), algo_config=config)
     quantizer.process()
@@ -84,3 +96,15 @@ def quantize_weights(fp32_path: Path, target: Path, block_size: int = BLOCK_SIZE
         matmuls.unlink()
     logger.info("quantised %s (%.1f MB): %s", target, target.stat().st_size / 1e6, SCHEME)
     return target
+
+
+def set_accuracy_level(path: Path, level: int = ACCURACY_LEVEL) -> Path:
+    """Sets every ``MatMulNBits`` of an int8 export to ``accuracy_level`` in place (the weights stay as they are)."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attribute in node.attribute:
+                if attribute.name == "accuracy_level":
+                    attribute.i = level
+    onnx.save(model, str(path))
+    return path

@@ -19,9 +19,16 @@ from tokenizers import Tokenizer
 
 from models.backends import ONNX_INT8, ONNX_SUBDIR
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
+from models.scoring import ScoreSettings
 from training.contrast import format_table
 from training.logs import configure_logging
 from training.report import calibration_table
+
+ORDER_WORDS = {
+    "average": "both sentence orders are scored and averaged",
+    "canonical": "each pair is scored once, the smaller sentence first (swapping them gives the same score)",
+    "none": "pairs are scored as given",
+}
 
 logger = logging.getLogger("training.release")
 
@@ -125,7 +132,7 @@ it is small enough ({size_mb:.1f} MB here) to ship inside the repository.
 - Base: `{base_model_name(metadata)}` (trained from `{metadata["base_model"]}`; see "How it was made").
 - Head: `{hyper["pooling"]}` pooling, one output; objective `{hyper["objective"]}`
   (score = {"5 * sigmoid(logit)" if settings["activation"] == "sigmoid" else "the raw output"}, clipped to 0-5);
-  {"both sentence orders are scored and averaged" if settings["symmetric"] else "pairs are scored as given"};
+  {ORDER_WORDS[ScoreSettings.from_dict(settings).symmetry]};
   pairs truncated to {settings["max_length"]} tokens.
 - Files: `onnx/{ONNX_INT8}` ({onnx["int8"]["scheme"]}; ONNX Runtime's quantisers on the float32
   export, opset {onnx["opset"]}), the tokenizer, `config.json` (score settings under `ko_sts`),

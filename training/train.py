@@ -204,7 +204,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
     settings = ScoreSettings(
         activation="sigmoid" if model_args.objective == "bce" else "identity",
         max_length=data_args.max_length,
-        symmetric=model_args.symmetric,
+        symmetry=model_args.score_symmetry,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     pairs = pair_tokenizer(tokenizer, data_args.max_length)
@@ -223,7 +223,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
     trainer = StsTrainer(
         model=model,
         args=args,
-        train_dataset=pair_dataset(data.train, settings, pairs),
+        train_dataset=pair_dataset(data.train, settings, pairs, training=True),
         eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
         data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,

@@ -78,11 +78,18 @@ class PairCollator:
         return batch
 
 
-def pair_dataset(frame: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer) -> PairDataset:
-    """Pairs as the model trains on and is scored on them (with ``settings.symmetric``, both orders), tokenised."""
-    rows = with_swapped_pairs(frame) if settings.symmetric else frame
-    encoded = tokenizer.encode(rows["sentence1"].tolist(), rows["sentence2"].tolist())
-    return PairDataset(encoded, rows["label"].to_numpy())
+def pair_dataset(
+    frame: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer, training: bool = False
+) -> PairDataset:
+    """Pairs, tokenised: to train on (a symmetric model, ``average`` or ``canonical``, trains on both orders) or,
+    by default, to score as the service does (:meth:`models.scoring.ScoreSettings.order`)."""
+    if training:
+        rows = with_swapped_pairs(frame) if settings.symmetric else frame
+        encoded = tokenizer.encode(rows["sentence1"].tolist(), rows["sentence2"].tolist())
+        return PairDataset(encoded, rows["label"].to_numpy())
+    first, second = settings.order(frame["sentence1"].tolist(), frame["sentence2"].tolist())
+    labels = np.tile(frame["label"].to_numpy(), settings.rows_per_pair)
+    return PairDataset(tokenizer.encode(first, second), labels)
 
 
 def served_scores(settings: ScoreSettings, logits: np.ndarray) -> np.ndarray:
@@ -125,7 +132,7 @@ def layerwise_parameter_groups(
 class StsTrainer(Trainer):
     """``Trainer`` for pair regression: served-score metrics, layer-wise learning-rate decay, R-Drop.
 
-    Metrics are computed on served scores (both orders averaged for symmetric models); during
+    Metrics are computed on served scores (the settings' symmetry: both orders averaged, or canonical); during
     training the scores of every evaluation set are kept per epoch in :attr:`epoch_scores`
     (``{set: [scores of epoch 1, ...]}``) for later analysis (``research.selection``). After each
     evaluation of all sets, the weighted selection score is logged as ``eval_selection`` and
