@@ -321,13 +321,14 @@ class ScoringEngine:
                 return taken
 
     def _slices(self, now: float) -> list[tuple[Job, int, int]]:
-        """Rows of queued jobs in arrival order up to the round's budget; a job takes at most a slice while
-        others wait, then what is left of the budget."""
+        """Rows of queued jobs up to the round's budget: jobs not started yet first, then in arrival order; a job
+        takes at most a slice while others wait, then what is left of the budget. Jobs that have not started
+        go first so that large requests, taking turns, do not keep later ones past their queue timeout."""
         budget = self.max_round_tokens
         taken: dict[Job, tuple[int, int]] = {}
         caps = (self.slice_tokens, budget) if len(self._queue) > 1 else (budget,)
         for cap in caps:
-            for job in list(self._queue):
+            for job in sorted(self._queue, key=lambda job: job.started is not None):
                 if budget <= 0 or job.taken == len(job.rows):
                     break
                 end = job.rows_within(min(cap, budget))

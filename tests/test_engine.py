@@ -123,6 +123,24 @@ def test_a_request_larger_than_a_round_is_split_and_does_not_hold_back_a_later_o
     assert len(observer.rounds) >= 5 and sum(observer.rounds) == len(big) + 2
 
 
+def test_requests_not_started_yet_take_their_first_slice_before_started_ones_continue(gated):
+    """Large requests taking turns must not keep a later one from starting (and so past its queue timeout)."""
+    scorer, runtime = gated
+    engine = _engine(scorer, max_round_tokens=512)
+    holder = _held(engine, runtime)
+    try:
+        jobs = {engine.submit(scorer.encode(PAIRS[i : i + 15]), 15) for i in (1, 16, 31, 46)}
+        with engine._condition:
+            rounds = [{job for job, _, _ in engine._slices(0.0)} for _ in range(2)]
+        waiting = jobs - rounds[0]  # a full round holds a slice of two, and a row or so of a third
+        assert waiting and waiting <= rounds[1]  # they go before the jobs that have started
+        assert all(job.started is not None for job in jobs)
+    finally:
+        runtime.gate.set()
+        holder.join(10)
+        engine.close()
+
+
 def test_admission_refuses_work_the_measured_throughput_cannot_clear_in_time_and_recovers(gated):
     scorer, runtime = gated
     observer = Rounds()
