@@ -19,7 +19,7 @@ from models.scorer import (
     device_limits,
     load_served_scorer,
 )
-from models.scoring import ScoreSettings, Symmetry, legacy_symmetry
+from models.scoring import Symmetry, legacy_symmetry
 from serving.auth import ApiKey
 from serving.engine import EngineSettings
 from serving.grpc_server import GrpcOptions
@@ -164,19 +164,25 @@ class Settings(BaseSettings):
             onnx_file=self.onnx_file,
             threads=self.threads,
             dtype=self.torch_dtype,
-            symmetry=self.served_symmetry(ScoreSettings.from_model_dir(model_dir).symmetry),
+            symmetry=self.symmetry_override,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_rows=self.max_batch_rows,
         )
-    def served_symmetry(self, model: Symmetry) -> Symmetry:
-        """The symmetry served for a model whose ``config.json`` says ``model`` (see ``symmetry``)."""
+
+    @property
+    def symmetry_override(self) -> Symmetry | None:
+        """The symmetry these settings impose on any model, or None to serve each model's own (``auto``)."""
         if self.symmetric is not None:
             return legacy_symmetry(self.symmetric)
-        return model if self.symmetry == "auto" else self.symmetry
+        return None if self.symmetry == "auto" else self.symmetry
+
+    def served_symmetry(self, model: Symmetry) -> Symmetry:
+        """The symmetry served for a model whose ``config.json`` says ``model`` (see ``symmetry``)."""
+        return self.symmetry_override or model
 
     def codec(self, model_dir: str | Path) -> PairCodec:
         """The package's pair codec with the served symmetry (:meth:`served_symmetry`)."""
-        return PairCodec.for_package(model_dir, self.served_symmetry(ScoreSettings.from_model_dir(model_dir).symmetry))
+        return PairCodec.for_package(model_dir, self.symmetry_override)
 
     def engine(self, device: str | None = None) -> EngineSettings:
         """The queueing settings of :class:`serving.engine.ScoringEngine` for a scorer on ``device``.
