@@ -10,7 +10,22 @@ import pytest
 
 from tests.conftest import REPO
 from training import contrast as contrast_module
-from training.contrast import CATEGORIES, CONTRAST_FILE, contrast_accuracy, read_contrast
+from training.contrast import (
+    CATEGORIES,
+    CONTRAST_FILE,
+    MINIMAL_PAIR_FILE,
+    PARAPHRASE_FILE,
+    TRIPLE_COLUMNS,
+    contrast_accuracy,
+    contrast_report,
+    distinct_pairs,
+    minimal_pair_accuracy,
+    project_triples,
+    read_contrast,
+    read_minimal_pairs,
+    read_paraphrases,
+    score_triples,
+)
 from training.data import DataValidationError
 
 REFERENCE_FILES = [
@@ -167,18 +182,248 @@ def test_cli_scores_the_file_with_the_serving_scorer(tmp_path, monkeypatch, caps
         },
     ]
     path = write_jsonl(tmp_path / "set.jsonl", [as_line(r) for r in records])
-    scorer = FixedScorer({"방이 넓지 않아요.": 3.5, "방이 좁아요.": 0.5, "방이 널찍해요.": 4.5})
+    paraphrases = write_jsonl(tmp_path / "p.jsonl", [as_line(PARAPHRASE | {"anchor": "방이 넓어요."})])
+    minimal = write_jsonl(tmp_path / "mp.jsonl", [as_line(TRIPLE)])
+    scorer = FixedScorer(
+        {
+            "방이 넓지 않아요.": 3.5,
+            "방이 좁아요.": 0.5,
+            "방이 널찍해요.": 4.5,
+            "객실이 넓어요.": 4.0,
+            "방이 작아요.": 1.0,
+        }
+    )
     loaded = []
     monkeypatch.setattr(contrast_module, "load_scorer", lambda *args, **kwargs: loaded.append((args, kwargs)) or scorer)
 
-    results = contrast_module.main(["pkg", "--backend", "torch", "--device", "cpu", "--file", str(path)])
+    files = ["--file", str(path), "--paraphrases", str(paraphrases), "--minimal-pairs", str(minimal)]
+    results = contrast_module.main(["pkg", "--backend", "torch", "--device", "cpu", *files])
     table = capsys.readouterr().out
     assert loaded[0][0][1] == "torch" and loaded[0][1] == {"device": "cpu"}
-    assert scorer.calls == [[(r["sentence1"], r["sentence2"]) for r in records]]
+    # one call, each distinct pair once: the contrast pairs, then the new (anchor, paraphrase) pairs
+    assert scorer.calls == [
+        [(r["sentence1"], r["sentence2"]) for r in records]
+        + [("방이 넓어요.", "객실이 넓어요."), ("방은 넓어요.", "방이 널찍해요."), ("방은 넓어요.", "방이 작아요.")]
+    ]
     assert "| paraphrase | 1 | 1.000 | 4.50 |" in table
     assert "| negation | 2 | 0.500 | 2.00 |" in table
     assert "| **all** | 3 | 0.667 | 2.83 |" in table
-    assert results["all"]["accuracy"] == pytest.approx(2 / 3)
+    assert results["contrast"]["all"]["accuracy"] == pytest.approx(2 / 3)
+    # project: (넓어요, 객실이 넓어요 4.0) against 넓지 않아요 3.5 (fails: >= 3) and 좁아요 0.5 (passes)
+    assert results["minimal_pairs"]["project"]["negation"] == {"triples": 2, "accuracy": 0.5}
+    assert results["minimal_pairs"]["held_out"]["all"] == {"triples": 1, "accuracy": 1.0}
+    assert "Minimal pairs, held out of training" in table
 
-    contrast_module.main(["pkg", "--file", str(path), "--json"])
-    assert json.loads(capsys.readouterr().out)["negation"] == {"pairs": 2, "accuracy": 0.5, "mean_score": 2.0}
+    contrast_module.main(["pkg", *files, "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["contrast"]["negation"] == {"pairs": 2, "accuracy": 0.5, "mean_score": 2.0}
+    assert printed["minimal_pairs"]["project"]["paraphrase"] == {"pairs": 1, "accuracy": 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Minimal pairs (issue 16): ko_contrast_paraphrases.jsonl and ko_minimal_pairs.jsonl
+# ---------------------------------------------------------------------------------------------
+
+PARAPHRASE = {"anchor": "방이 넓어요.", "preserving": "객실이 넓어요.", "label": 4.6, "note": "방/객실"}
+TRIPLE = {
+    "id": "mp-001",
+    "category": "antonym",
+    "anchor": "방은 넓어요.",
+    "preserving": "방이 널찍해요.",
+    "changing": "방이 작아요.",
+    "preserving_label": 4.5,
+    "changing_label": 1.0,
+    "note": "넓다/널찍하다; 넓다/작다",
+}
+
+
+@pytest.fixture(scope="module")
+def paraphrases():
+    return read_paraphrases(PARAPHRASE_FILE)
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return read_minimal_pairs(MINIMAL_PAIR_FILE)
+
+
+@pytest.fixture(scope="module")
+def reference_sentences():
+    sentences = set()
+    for path in REFERENCE_FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            sentences |= {record["sentence1"].strip(), record["sentence2"].strip()}
+    return sentences
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            as_line({k: v for k, v in PARAPHRASE.items() if k != "label"} | {"anchor": "x"}),
+            "line 2: missing key(s) label",
+        ),
+        (as_line(PARAPHRASE | {"anchor": "x", "label": 2.5}), "line 2: label 2.5 is < 3: a paraphrase must be similar"),
+        (as_line(PARAPHRASE | {"anchor": "x", "label": 6}), "line 2: label 6 is outside 0-5"),
+        (as_line(PARAPHRASE | {"anchor": "x", "label": "4"}), "line 2: label must be a number"),
+        (as_line(PARAPHRASE | {"anchor": "x", "preserving": " "}), "line 2: preserving must be a non-empty string"),
+        (as_line(PARAPHRASE | {"anchor": "x", "preserving": "x"}), "line 2: preserving repeats the anchor"),
+        (as_line(PARAPHRASE), "line 2: anchor '방이 넓어요.' repeats line 1"),
+        ("nope", "line 2: not valid JSON"),
+    ],
+)
+def test_paraphrase_reader_names_the_line(tmp_path, line, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", [as_line(PARAPHRASE), line])
+    with pytest.raises(DataValidationError) as error:
+        read_paraphrases(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            as_line({k: v for k, v in TRIPLE.items() if k != "changing"} | {"id": "x"}),
+            "line 2: missing key(s) changing",
+        ),
+        (as_line(TRIPLE | {"id": "x", "category": "paraphrase"}), "line 2: category 'paraphrase' is not one of"),
+        (as_line(TRIPLE | {"id": "x", "changing_label": 3.0}), "line 2: changing_label 3 must be < 3"),
+        (as_line(TRIPLE | {"id": "x", "preserving_label": 2.9}), "line 2: preserving_label 2.9 must be >= 3"),
+        (as_line(TRIPLE | {"id": "x", "preserving_label": None}), "line 2: preserving_label must be a number"),
+        (as_line(TRIPLE | {"id": "x", "changing_label": -1}), "line 2: changing_label -1 is outside 0-5"),
+        (
+            as_line(TRIPLE | {"id": "x", "changing": "방이 널찍해요."}),
+            "line 2: anchor, preserving and changing must be",
+        ),
+        (as_line(TRIPLE | {"id": "x", "anchor": ""}), "line 2: anchor must be a non-empty string"),
+        (as_line(TRIPLE), "line 2: id 'mp-001' repeats line 1"),
+        ("[]", "line 2: expected a JSON object, got list"),
+    ],
+)
+def test_minimal_pair_reader_names_the_line(tmp_path, line, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", [as_line(TRIPLE), line])
+    with pytest.raises(DataValidationError) as error:
+        read_minimal_pairs(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def _triples(categories, anchors=None, preserving=None):
+    anchors = anchors or [f"a{i}" for i in range(len(categories))]
+    preserving = preserving or [f"p{i}" for i in range(len(categories))]
+    return pd.DataFrame({"category": categories, "anchor": anchors, "preserving": preserving})
+
+
+def test_minimal_pair_accuracy_all_low_and_all_high_score_zero():
+    triples = _triples(["negation", "negation", "number"])
+    low = minimal_pair_accuracy(triples, np.full(3, 1.0), np.full(3, 0.5))
+    high = minimal_pair_accuracy(triples, np.full(3, 4.9), np.full(3, 4.0))
+    for results in (low, high):
+        assert {name: row["accuracy"] for name, row in results.items() if name != "paraphrase"} == {
+            "negation": 0.0,
+            "number": 0.0,
+            "all": 0.0,
+        }
+    assert low["paraphrase"]["accuracy"] == 0.0
+    assert high["paraphrase"]["accuracy"] == 1.0
+
+
+def test_minimal_pair_accuracy_by_hand():
+    # 0 passes; 1: changing 3.2 is not below 3; 2: preserving 2.0 is not similar; 3: passes at the edges
+    # (3.0 and 2.99); 4: ordering wrong, both >= 3. (Preserving >= 3 > changing implies the ordering, so a
+    # wrong order always breaks a threshold too.)
+    triples = _triples(
+        ["negation", "negation", "intent", "intent", "intent"],
+        anchors=["a", "a", "b", "b", "c"],
+        preserving=["p", "p", "q", "q", "r"],
+    )
+    preserving = np.array([4.0, 4.0, 2.0, 3.0, 3.5])
+    changing = np.array([1.0, 3.2, 1.0, 2.99, 4.5])
+    results = minimal_pair_accuracy(triples, preserving, changing)
+    assert list(results) == ["paraphrase", "negation", "intent", "all"]
+    assert results["paraphrase"] == pytest.approx({"pairs": 3, "accuracy": 2 / 3})  # (a,p) 4.0, (b,q) 2.0, (c,r) 3.5
+    assert results["negation"] == pytest.approx({"triples": 2, "accuracy": 0.5})
+    assert results["intent"] == pytest.approx({"triples": 3, "accuracy": 1 / 3})
+    assert results["all"] == pytest.approx({"triples": 5, "accuracy": 2 / 5})
+
+
+def test_minimal_pair_accuracy_needs_ordering_not_only_sides():
+    # both sides pass the threshold test on their own only when ordered; a tie or a wrong order is not counted
+    triples = _triples(["antonym", "antonym"])
+    results = minimal_pair_accuracy(triples, np.array([3.0, 3.0]), np.array([3.0, 2.0]))
+    assert results["antonym"]["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="2 and 1 scores for 2 triples"):
+        minimal_pair_accuracy(triples, np.array([1.0, 2.0]), np.array([1.0]))
+
+
+def test_a_correct_scorer_gets_one_on_the_shipped_sets(shipped, paraphrases, held_out):
+    sets = {"project": project_triples(shipped, paraphrases), "held_out": held_out[list(TRIPLE_COLUMNS)]}
+    gold = {}
+    for triples in sets.values():
+        for row in triples.itertuples():
+            gold[(row.anchor, row.preserving)] = row.preserving_label
+            gold[(row.anchor, row.changing)] = row.changing_label
+    gold |= {(a, b): label for a, b, label in zip(shipped["sentence1"], shipped["sentence2"], shipped["label"])}
+    scorer = FixedScorer({})
+    scorer.score = lambda pairs: np.array([gold[pair] for pair in pairs])
+    report = contrast_report(scorer, shipped, sets)
+    assert report["contrast"]["all"]["accuracy"] == 1.0
+    for results in report["minimal_pairs"].values():
+        assert all(row["accuracy"] == 1.0 for row in results.values()), results
+
+
+def test_score_triples_scores_each_distinct_pair_once():
+    triples = pd.DataFrame(
+        {"anchor": ["a", "a", "b"], "preserving": ["p", "p", "q"], "changing": ["c1", "c2", "c1"], "category": "x"}
+    )
+    pairs, kept, changed = distinct_pairs(triples)
+    assert pairs == [("a", "p"), ("a", "c1"), ("a", "c2"), ("b", "q"), ("b", "c1")]
+    assert kept.tolist() == [0, 0, 3] and changed.tolist() == [1, 2, 4]
+    scorer = FixedScorer({"p": 4.0, "c1": 1.0, "c2": 2.0, "q": 3.5})
+    preserving, changing = score_triples(scorer, triples)
+    assert len(scorer.calls) == 1 and len(scorer.calls[0]) == 5
+    assert preserving.tolist() == [4.0, 4.0, 3.5] and changing.tolist() == [1.0, 2.0, 1.0]
+
+
+def test_project_triples_need_a_paraphrase_for_every_anchor(shipped, paraphrases):
+    triples = project_triples(shipped, paraphrases)
+    contrasts = shipped[shipped["category"] != "paraphrase"]
+    assert len(triples) == len(contrasts)
+    assert set(paraphrases["anchor"]) == set(contrasts["sentence1"])  # every anchor is a sentence1, none missing
+    with pytest.raises(DataValidationError, match=r"no paraphrase for the sentence1 of negation-001"):
+        project_triples(shipped, paraphrases.iloc[1:])
+    stray = pd.concat([paraphrases, pd.DataFrame([PARAPHRASE | {"location": "line 999"}])], ignore_index=True)
+    with pytest.raises(DataValidationError, match="line 999: 방이 넓어요."):
+        project_triples(shipped, stray)
+
+
+def test_shipped_paraphrases_are_similar_and_new(paraphrases, shipped):
+    assert (paraphrases["label"] >= 3.9).all()
+    assert paraphrases["preserving"].is_unique
+    assert not set(paraphrases["preserving"]) & (set(shipped["sentence1"]) | set(shipped["sentence2"]))
+
+
+def test_shipped_minimal_pairs_cover_every_category(held_out):
+    counts = held_out["category"].value_counts()
+    assert sorted(counts.index) == ["antonym", "entity_role", "intent", "negation", "number"]
+    assert counts.min() >= 30, counts.to_dict()
+    assert held_out["anchor"].nunique() >= 40
+    per_anchor = held_out.groupby("anchor")
+    assert per_anchor["preserving"].nunique().eq(1).all()  # one preserving variant per anchor
+    assert per_anchor.size().between(3, 5).all()
+    assert (held_out["preserving_label"] >= 3.9).all() and (held_out["changing_label"] < 3.0).all()
+    assert (held_out["id"] == [f"mp-{i:03d}" for i in range(1, len(held_out) + 1)]).all()
+
+
+def test_new_files_share_no_sentence_with_klue_korsts_or_each_other(
+    shipped, paraphrases, held_out, reference_sentences
+):
+    contrast = set(shipped["sentence1"]) | set(shipped["sentence2"])
+    written = set(paraphrases["preserving"].str.strip())
+    held = {s.strip() for column in ("anchor", "preserving", "changing") for s in held_out[column]}
+    assert sorted(written & reference_sentences) == []
+    assert sorted(held & reference_sentences) == []
+    assert sorted(held & (contrast | written)) == []
+    assert sorted(written & contrast) == []
