@@ -427,3 +427,15 @@ def test_new_files_share_no_sentence_with_klue_korsts_or_each_other(
     assert sorted(held & reference_sentences) == []
     assert sorted(held & (contrast | written)) == []
     assert sorted(written & contrast) == []
+
+
+def test_model_card_shows_minimal_pairs_beside_the_categories():
+    from training.release import _contrast_text
+
+    contrast = {"negation": {"pairs": 1, "accuracy": 1.0, "mean_score": 1.0}}
+    held = {"paraphrase": {"pairs": 1, "accuracy": 1.0}, "all": {"triples": 2, "accuracy": 0.5}}
+    text = _contrast_text({"contrast": contrast, "minimal_pairs": {"held_out": held}})
+    assert "| negation | 1 | 1.000 | 1.00 |" in text
+    assert "Held out of training (ko_minimal_pairs.jsonl):" in text
+    assert "| **all** | 2 | 0.500 |" in text and "| paraphrase (pairs >= 3) | 1 | 1.000 |" in text
+    assert "Minimal pairs" not in _contrast_text({"contrast": contrast})  # older packages: the table alone

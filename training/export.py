@@ -8,7 +8,8 @@ then scores the validation and dev sets with all three and records in ``metadata
 largest |PyTorch - ONNX| score difference, the metrics of each, the int8 model's largest and
 99th-percentile difference from float32 per pair, its batch invariance, and reference scores of
 fixed pairs for the service's start-up parity check, and the served model's accuracy per
-category on the contrast set (``data/contrast``). The validation split is rebuilt from the
+category on the contrast set (``data/contrast``) with its minimal-pair accuracy on the project's
+triples and on the held-out hand-written set (``report["minimal_pairs"]``). The validation split is rebuilt from the
 training file and split seed recorded in the metadata (checked by hash).
 """
 
@@ -27,7 +28,7 @@ from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, accepted_inputs
 from models.package import read_metadata, write_metadata
 from models.pairs import PairTokenizer
 from models.scorer import Scorer, load_scorer
-from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
+from training.contrast import CONTRAST_FILE, contrast_report, read_contrast, shipped_minimal_pairs
 from training.evaluate import evaluation_sets, score_frame
 from training.logs import configure_logging
 from training.metrics import sts_metrics
@@ -144,8 +145,15 @@ def export_package(package_dir: Path, quantize: bool = True) -> dict:
     if CONTRAST_FILE.is_file():
         served = scorers["onnx_int8" if quantize else "onnx_fp32"]
         frame = read_contrast(CONTRAST_FILE)
-        report["contrast"] = contrast_accuracy(score_frame(served, frame), frame)
+        contrast = contrast_report(served, frame, shipped_minimal_pairs(frame))
+        report["contrast"] = contrast["contrast"]
         logger.info("contrast set (as served): %s", {k: round(v["accuracy"], 3) for k, v in report["contrast"].items()})
+        if contrast["minimal_pairs"]:
+            report["minimal_pairs"] = contrast["minimal_pairs"]
+            for name, results in report["minimal_pairs"].items():
+                logger.info(
+                    "minimal pairs, %s (as served): %s", name, {k: round(v["accuracy"], 3) for k, v in results.items()}
+                )
     metadata["onnx"] = report
     write_metadata(package_dir, metadata)
     return report

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from models.backends import ONNX_INT8, ONNX_SUBDIR
 from models.package import METADATA_FILE, REPORT_DIR, base_model_name, read_metadata
 from models.scoring import ScoreSettings
-from training.contrast import format_table
+from training.contrast import MINIMAL_PAIR_TITLES, format_minimal_pair_table, format_table
 from training.logs import configure_logging
 from training.report import calibration_table
 
@@ -67,7 +67,21 @@ def _contrast_text(onnx: dict) -> str:
         "written for this project: paraphrases should be similar, the other categories not):\n\n"
         + format_table(onnx["contrast"])
         + "\n"
+        + _minimal_pair_text(onnx)
     )
+
+
+def _minimal_pair_text(onnx: dict) -> str:
+    if not onnx.get("minimal_pairs"):
+        return ""
+    text = (
+        "\nMinimal pairs: for one anchor sentence, its meaning-preserving variant must score at least 3.0 and "
+        "above its meaning-changing variant, which must score below 3.0 (a model calling nothing, or "
+        "everything, similar scores 0; `paraphrase` is the share of preserving pairs scored >= 3.0).\n"
+    )
+    for name, results in onnx["minimal_pairs"].items():
+        text += f"\n{MINIMAL_PAIR_TITLES.get(name, name).capitalize()}:\n\n" + format_minimal_pair_table(results) + "\n"
+    return text
 
 
 def _deltas(by_set: dict[str, float]) -> str:
