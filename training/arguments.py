@@ -119,6 +119,16 @@ class DataArguments:
     extra_validation_fraction: float = field(
         default=0.2, metadata={"help": "Share of each extra_validation_files file held out."}
     )
+    contrast_validation_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hand-written minimal-pair triples (data/contrast/ko_minimal_pairs.jsonl): their distinct pairs "
+            "are the `contrast_validation` set, evaluated every epoch, whose minimal-pair accuracy "
+            "(`eval_contrast_validation_minimal_pair_accuracy`) is weighted into selection by "
+            "contrast_validation_weight. Never trained on: training pairs sharing a sentence with any contrast "
+            "file are dropped."
+        },
+    )
     label_column: str | None = field(default=None, metadata={"help": "Label column; detected when not given."})
     split: str = field(
         default="grouped",
@@ -213,6 +223,13 @@ class PipelineArguments:
             "validation split's selection_metric gets the rest."
         },
     )
+    contrast_validation_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight, in [0, 1), of contrast_validation_file's minimal-pair accuracy in the selection score; "
+            "with selection_extra_weight it must sum below 1 (the validation split's selection_metric gets the rest)."
+        },
+    )
     average_top_k: int = field(
         default=0,
         metadata={
@@ -258,6 +275,8 @@ class PipelineArguments:
             raise ValueError(f"stop_after_epoch must be 1 or more (or unset), got {self.stop_after_epoch}")
         if not 0.0 <= self.selection_extra_weight < 1.0:
             raise ValueError(f"selection_extra_weight must be in [0, 1), got {self.selection_extra_weight}")
+        if not 0.0 <= self.contrast_validation_weight < 1.0:
+            raise ValueError(f"contrast_validation_weight must be in [0, 1), got {self.contrast_validation_weight}")
 
 
 Arguments = tuple[ModelArguments, DataArguments, PipelineArguments, TrainingArguments]
@@ -267,33 +286,65 @@ _DATACLASSES = (ModelArguments, DataArguments, PipelineArguments, TrainingArgume
 SELECTION = "selection"  # the score that selects epochs, trials and merges: eval_selection during training
 
 
+CONTRAST_VALIDATION = "contrast_validation"  # as training.contrast names the set and its metric
+MINIMAL_PAIR_METRIC = "minimal_pair_accuracy"
+
+
 def selection_weights(
-    selection_metric: str, extra_validation_files: list[str], extra_weight: float
+    selection_metric: str,
+    extra_validation_files: list[str],
+    extra_weight: float,
+    contrast_validation_file: str | None = None,
+    contrast_weight: float = 0.0,
 ) -> dict[tuple[str, str], float]:
-    """``{(set, metric): weight}`` of the selection score: validation's metric, plus the extra validation sets."""
-    if not extra_validation_files or extra_weight == 0:
-        return {("validation", selection_metric): 1.0}
-    share = extra_weight / len(extra_validation_files)
-    return {
-        ("validation", selection_metric): 1.0 - extra_weight,
-        **{(f"validation_{Path(path).stem}", "pearson"): share for path in extra_validation_files},
-    }
+    """``{(set, metric): weight}`` of the selection score: validation's metric, plus the extra validation
+    sets' Pearson (``extra_weight`` shared), plus the held-out minimal-pair accuracy (``contrast_weight``).
+
+    Raises:
+        ValueError: when the weights in use sum to 1 or more (validation would get nothing), or a
+        contrast weight is set without a contrast validation file.
+    """
+    extra = extra_weight if extra_validation_files else 0.0
+    if contrast_weight and not contrast_validation_file:
+        raise ValueError(
+            f"contrast_validation_weight is {contrast_weight:g} but contrast_validation_file is unset; set it "
+            "(data/contrast/ko_minimal_pairs.jsonl) or set the weight to 0"
+        )
+    if extra + contrast_weight >= 1.0:
+        raise ValueError(
+            f"selection_extra_weight ({extra:g}) + contrast_validation_weight ({contrast_weight:g}) = "
+            f"{extra + contrast_weight:g}, must be below 1: the validation split's {selection_metric} gets the rest"
+        )
+    weights = {("validation", selection_metric): 1.0 - extra - contrast_weight}
+    if extra:
+        share = extra / len(extra_validation_files)
+        weights |= {(f"validation_{Path(path).stem}", "pearson"): share for path in extra_validation_files}
+    if contrast_weight:
+        weights[(CONTRAST_VALIDATION, MINIMAL_PAIR_METRIC)] = contrast_weight
+    return weights
 
 
 def run_selection_weights(arguments: Arguments) -> dict[tuple[str, str], float]:
     """:func:`selection_weights` of a run's arguments."""
     _, data_args, pipeline, _ = arguments
     return selection_weights(
-        pipeline.selection_metric, data_args.extra_validation_files, pipeline.selection_extra_weight
+        pipeline.selection_metric,
+        data_args.extra_validation_files,
+        pipeline.selection_extra_weight,
+        data_args.contrast_validation_file,
+        pipeline.contrast_validation_weight,
     )
 
 
 def recorded_selection_weights(hyperparameters: dict) -> dict[tuple[str, str], float]:
-    """:func:`selection_weights` from a package's recorded hyperparameters (older packages: validation Pearson)."""
+    """:func:`selection_weights` from a package's recorded hyperparameters (older packages: validation Pearson,
+    no contrast weight)."""
     return selection_weights(
         hyperparameters.get("selection_metric", "pearson"),
         hyperparameters.get("extra_validation_files", []),
         hyperparameters.get("selection_extra_weight", 0.0),
+        hyperparameters.get("contrast_validation_file"),
+        hyperparameters.get("contrast_validation_weight", 0.0),
     )
 
 
@@ -316,6 +367,7 @@ def _finalise(arguments: Arguments) -> Arguments:
     """Applies what every run needs: per-epoch evaluation, selection on validation, bf16 where asked and possible."""
     model_args, data_args, pipeline, args = arguments
     data_args.split_settings()  # validates the split fields
+    run_selection_weights(arguments)  # validates the selection weights together
     if args.metric_for_best_model not in (None, SELECTION, f"eval_{SELECTION}"):
         raise ValueError(
             f"metric_for_best_model must be left unset (set selection_metric and selection_extra_weight "

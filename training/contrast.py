@@ -268,6 +268,66 @@ def distinct_pairs(triples: pd.DataFrame) -> tuple[list[tuple[str, str]], np.nda
     return list(pairs), np.array(preserving, dtype=np.int64), np.array(changing, dtype=np.int64)
 
 
+CONTRAST_VALIDATION = "contrast_validation"  # the held-out minimal-pair set's name among the evaluation sets
+MINIMAL_PAIR_METRIC = "minimal_pair_accuracy"  # its metric: minimal_pair_accuracy(...)["all"]["accuracy"]
+
+
+def minimal_pair_frame(triples: pd.DataFrame) -> pd.DataFrame:
+    """The distinct pairs of a set of triples as an STS pair frame (``sentence1``, ``sentence2``,
+    ``label``, ``source`` = ``contrast-<category>``, ``location``), for evaluation during training.
+
+    ``frame.attrs["minimal_pairs"]`` holds, per triple, the row of its preserving and of its
+    changing pair, which :func:`minimal_pair_score` needs.
+    """
+    pairs, preserving, changing = distinct_pairs(triples)
+    labels, sources = np.zeros(len(pairs)), [""] * len(pairs)
+    for kind, index in (("preserving", preserving), ("changing", changing)):
+        labels[index] = triples[f"{kind}_label"].to_numpy(dtype=np.float64)
+        for row, category in zip(index, triples["category"]):
+            sources[row] = sources[row] or ("contrast-paraphrase" if kind == "preserving" else f"contrast-{category}")
+    frame = pd.DataFrame(
+        {
+            "sentence1": [first for first, _ in pairs],
+            "sentence2": [second for _, second in pairs],
+            "label": labels,
+            "source": sources,
+            "location": [f"pair {number}" for number in range(1, len(pairs) + 1)],
+        }
+    )
+    frame.attrs["minimal_pairs"] = {"preserving": preserving, "changing": changing}
+    return frame
+
+
+def read_minimal_pair_validation(path: str | Path) -> pd.DataFrame:
+    """:func:`minimal_pair_frame` of a minimal-pair file (the ``contrast_validation_file`` of training)."""
+    return minimal_pair_frame(read_minimal_pairs(path))
+
+
+def minimal_pair_score(frame: pd.DataFrame, scores: np.ndarray) -> float | None:
+    """Minimal-pair accuracy (all triples) from the scores of a :func:`minimal_pair_frame`'s rows;
+    None for a frame without triples."""
+    index = frame.attrs.get("minimal_pairs")
+    if index is None:
+        return None
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return float(minimal_pair_passes(scores[index["preserving"]], scores[index["changing"]]).mean())
+
+
+def contrast_sentences(paths: list[str | Path] | None = None) -> set[str]:
+    """Every sentence of the contrast files that exist (default: the three under ``data/contrast``),
+    which must never reach training."""
+    readers = {CONTRAST_FILE: read_contrast, PARAPHRASE_FILE: read_paraphrases, MINIMAL_PAIR_FILE: read_minimal_pairs}
+    sentences: set[str] = set()
+    for path in paths if paths is not None else list(readers):
+        path = Path(path)
+        if not path.is_file():
+            continue
+        frame = readers.get(path, read_minimal_pairs)(path)
+        columns = [c for c in ("sentence1", "sentence2", "anchor", "preserving", "changing") if c in frame]
+        sentences |= {s for column in columns for s in frame[column]}
+    return sentences
+
+
 def minimal_pair_passes(preserving: np.ndarray, changing: np.ndarray) -> np.ndarray:
     """Per triple: the preserving variant scores above the changing one, at or above 3.0, and the changing below."""
     preserving, changing = np.asarray(preserving, dtype=np.float64), np.asarray(changing, dtype=np.float64)

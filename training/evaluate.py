@@ -4,7 +4,8 @@
 
 The sets are rebuilt from the files recorded in the package's ``metadata.json`` (checked by
 hash): the held-out sets of the training file (same scheme, fraction and seed: ``validation``
-and any ``validation_random`` or ``cv_fold``), dev, and the extra evaluation files. Scores come
+and any ``validation_random`` or ``cv_fold``), the held-out minimal pairs (``contrast_validation``,
+which also gets ``minimal_pair_accuracy``), dev, and the extra evaluation files. Scores come
 from :mod:`models.scorer`, i.e. exactly what the service returns.
 """
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from models.package import file_sha256, read_metadata
 from models.scorer import Scorer, load_scorer
+from training.contrast import CONTRAST_VALIDATION, MINIMAL_PAIR_METRIC, minimal_pair_score, read_minimal_pair_validation
 from training.data import merge_duplicate_pairs, read_pairs
 from training.logs import configure_logging
 from training.metrics import sts_metrics
@@ -51,6 +53,8 @@ def evaluation_sets(metadata: dict) -> dict[str, pd.DataFrame]:
         settings = SplitSettings.from_dict({**hyper, "validation_fraction": hyper["extra_validation_fraction"]})
         settings = replace(settings, cv_folds=0, random_holdout_fraction=0.0)
         sets[f"validation_{Path(info['path']).stem}"] = split_pairs(pairs, settings)["validation"]
+    for info in filter(_unchanged, files.get("contrast_validation", [])):
+        sets[CONTRAST_VALIDATION] = read_minimal_pair_validation(info["path"])
     for info in filter(_unchanged, files.get("dev", [])):
         sets["dev"] = read_pairs(info["path"], hyper.get("label_column"))
     for info in filter(_unchanged, files.get("extra_eval", [])):
@@ -66,8 +70,14 @@ def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
 
 
 def evaluate_scorer(scorer: Scorer, sets: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
-    """Pearson, Spearman and F1 of a scorer on each set."""
-    return {name: sts_metrics(score_frame(scorer, frame), frame["label"].to_numpy()) for name, frame in sets.items()}
+    """Pearson, Spearman and F1 of a scorer on each set, and minimal-pair accuracy on a set of triples."""
+    metrics = {}
+    for name, frame in sets.items():
+        scores = score_frame(scorer, frame)
+        metrics[name] = sts_metrics(scores, frame["label"].to_numpy())
+        if (accuracy := minimal_pair_score(frame, scores)) is not None:
+            metrics[name][MINIMAL_PAIR_METRIC] = accuracy
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,16 @@ from training.arguments import (
     selection_score,
 )
 from training.base_model import BaseModelUnavailable, require_base_model
+from training.contrast import (
+    CONTRAST_FILE,
+    CONTRAST_VALIDATION,
+    MINIMAL_PAIR_FILE,
+    MINIMAL_PAIR_METRIC,
+    PARAPHRASE_FILE,
+    contrast_sentences,
+    minimal_pair_score,
+    read_minimal_pair_validation,
+)
 from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
 from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
@@ -65,7 +75,8 @@ class PreparedData:
     """Every split a run uses, as validated DataFrames, and the files they came from."""
 
     train: pd.DataFrame
-    held_out: dict[str, pd.DataFrame]  # "validation" (selects); maybe validation_<file>, validation_random, cv_fold
+    held_out: dict[str, pd.DataFrame]  # "validation" (selects); maybe validation_<file>, validation_random, cv_fold,
+    # contrast_validation (distinct pairs of the minimal-pair triples; frame.attrs["minimal_pairs"] indexes them)
     evaluation: dict[str, pd.DataFrame]  # reported, never selected on: "dev" and extra sets
     files: dict[str, list[FileInfo]] = field(default_factory=dict)
 
@@ -89,6 +100,10 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         held_out[f"validation_{Path(path).stem}"] = split_pairs(pairs, data_args.extra_validation_settings())[
             "validation"
         ]
+    if data_args.contrast_validation_file:
+        path = data_args.contrast_validation_file
+        held_out[CONTRAST_VALIDATION] = read_minimal_pair_validation(path)
+        files["contrast_validation"] = [_file_info(path, held_out[CONTRAST_VALIDATION])]
     extra_frames = []
     for path in data_args.extra_train_files:
         extra = read_pairs(path)
@@ -105,6 +120,7 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         extra_frames.append(added)
     if extra_frames:
         train = merge_duplicate_pairs(pd.concat([train, *extra_frames], ignore_index=True), "training data")
+    train = drop_contrast_sentences(train, data_args.contrast_validation_file)
     evaluation = {}
     if data_args.dev_file:
         evaluation["dev"] = read_pairs(data_args.dev_file, data_args.label_column)
@@ -123,6 +139,28 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()) or "none",
     )
     return PreparedData(train=train, held_out=held_out, evaluation=evaluation, files=files)
+
+
+def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str | None = None) -> pd.DataFrame:
+    """Training pairs without any sentence of the contrast files (the contrast set, its paraphrases, the
+    held-out minimal pairs and ``contrast_validation_file``): those are test and selection data only."""
+    paths = [
+        CONTRAST_FILE,
+        PARAPHRASE_FILE,
+        MINIMAL_PAIR_FILE,
+        *([contrast_validation_file] if contrast_validation_file else []),
+    ]
+    sentences = contrast_sentences(paths)
+    if not sentences:
+        return train
+    frame = pd.DataFrame({"sentence1": sorted(sentences), "sentence2": sorted(sentences)})
+    kept = drop_pairs_sharing_sentences(train, [frame], "training data")
+    logger.info(
+        "contrast files: dropped %d training pairs sharing a sentence with them (%d sentences)",
+        len(train) - len(kept),
+        len(sentences),
+    )
+    return kept
 
 
 def apply_soft_labels(train: pd.DataFrame, soft: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -230,6 +268,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         callbacks=[EpochLogger(), selection, *stops, *(callbacks or [])],
         settings=settings,
         selection_weights=weights,
+        minimal_pairs={name: frame for name, frame in data.held_out.items() if "minimal_pairs" in frame.attrs},
         objective=model_args.objective,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
         rdrop_alpha=model_args.rdrop_alpha,
@@ -250,6 +289,8 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
             **sts_metrics(scores[name], frame["label"].to_numpy()),
             "loss": float(output.metrics[f"{name}_loss"]),
         }
+        if (accuracy := minimal_pair_score(frame, scores[name])) is not None:
+            metrics[name][MINIMAL_PAIR_METRIC] = accuracy
         by_source[name] = metrics_by_source(scores[name], frame["label"].to_numpy(), frame["source"].tolist())
     for name in [*data.held_out, "dev"]:
         if name in metrics:
@@ -349,6 +390,7 @@ def hyperparameters(arguments: Arguments) -> dict:
         **{k: v for k, v in asdict(data_args).items() if k not in ("train_file", "dev_file")},
         "selection_metric": pipeline.selection_metric,
         "selection_extra_weight": pipeline.selection_extra_weight,
+        "contrast_validation_weight": pipeline.contrast_validation_weight,
         "average_top_k": pipeline.average_top_k,
         "early_stopping_patience": pipeline.early_stopping_patience,
         "stop_after_epoch": pipeline.stop_after_epoch,

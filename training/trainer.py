@@ -22,6 +22,7 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 
 from models.pairs import EncodedRows, PairTokenizer
 from models.scoring import MAX_SCORE, ScoreSettings
+from training.contrast import MINIMAL_PAIR_METRIC, minimal_pair_score
 from training.data import with_swapped_pairs
 from training.metrics import sts_metrics
 
@@ -141,6 +142,8 @@ class StsTrainer(Trainer):
     Args:
         settings: how logits become scores.
         selection_weights: ``{(set, metric): weight}`` of the selection score.
+        minimal_pairs: evaluation sets of minimal-pair triples (:func:`training.contrast.minimal_pair_frame`,
+            by name): their metrics also hold ``minimal_pair_accuracy``.
         objective: ``mse`` or ``bce`` (the loss on R-Drop's two passes).
         layerwise_lr_decay: learning-rate factor per layer below the head.
         rdrop_alpha: weight of R-Drop's consistency term (0 = off).
@@ -151,6 +154,7 @@ class StsTrainer(Trainer):
         *args,
         settings: ScoreSettings,
         selection_weights: dict[tuple[str, str], float] | None = None,
+        minimal_pairs: dict[str, pd.DataFrame] | None = None,
         objective: str = "mse",
         layerwise_lr_decay: float = 1.0,
         rdrop_alpha: float = 0.0,
@@ -158,6 +162,7 @@ class StsTrainer(Trainer):
     ):
         self.settings = settings
         self.selection_weights = selection_weights or {("validation", "pearson"): 1.0}
+        self.minimal_pairs = minimal_pairs or {}
         self.objective = objective
         self.layerwise_lr_decay = layerwise_lr_decay
         self.rdrop_alpha = rdrop_alpha
@@ -189,7 +194,11 @@ class StsTrainer(Trainer):
             self.epoch_scores.setdefault(self._metric_prefix.removeprefix("eval_"), []).append(
                 scores.astype(np.float32)
             )
-        return sts_metrics(scores, labels)
+        metrics = sts_metrics(scores, labels)
+        frame = self.minimal_pairs.get(self._metric_prefix.removeprefix("eval_"))
+        if frame is not None and len(frame) == len(scores):
+            metrics[MINIMAL_PAIR_METRIC] = minimal_pair_score(frame, scores)
+        return metrics
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.rdrop_alpha == 0 or not model.training:
