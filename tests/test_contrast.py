@@ -439,3 +439,21 @@ def test_model_card_shows_minimal_pairs_beside_the_categories():
     assert "Held out of training (ko_minimal_pairs.jsonl):" in text
     assert "| **all** | 2 | 0.500 |" in text and "| paraphrase (pairs >= 3) | 1 | 1.000 |" in text
     assert "Minimal pairs" not in _contrast_text({"contrast": contrast})  # older packages: the table alone
+
+
+def test_minimal_pair_frame_scores_each_pair_once_and_gives_the_accuracy(held_out):
+    from training.contrast import minimal_pair_frame, minimal_pair_score
+    from training.evaluate import evaluate_scorer
+
+    frame = minimal_pair_frame(held_out)
+    assert len(frame) == held_out["anchor"].nunique() + len(held_out)  # one preserving pair per anchor
+    assert not frame.duplicated(["sentence1", "sentence2"]).any()
+    assert set(frame["source"]) == {"contrast-paraphrase"} | {f"contrast-{c}" for c in held_out["category"]}
+    gold = frame["label"].to_numpy()
+    assert minimal_pair_score(frame, gold) == 1.0
+    assert minimal_pair_score(frame, np.full(len(frame), 4.0)) == 0.0
+    assert minimal_pair_score(pd.DataFrame({"label": [1.0]}), [1.0]) is None  # an ordinary pair set
+    scorer = FixedScorer({})
+    scorer.score = lambda pairs: np.array([gold[i] for i in range(len(pairs))])
+    metrics = evaluate_scorer(scorer, {"contrast_validation": frame})
+    assert metrics["contrast_validation"]["minimal_pair_accuracy"] == 1.0

@@ -20,11 +20,19 @@ from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR
 from models.cross_encoder import ScoreSettings, build_cross_encoder
 from models.package import file_sha256, read_metadata
 from tests.conftest import DEFAULT_PACKAGE, REPO, TINY_CONFIG
-from training.arguments import arguments_from_dict, parse_arguments, selection_score, selection_weights, use_bf16
+from training.arguments import (
+    arguments_from_dict,
+    parse_arguments,
+    recorded_selection_weights,
+    selection_score,
+    selection_weights,
+    use_bf16,
+)
 from training.train import hyperparameters
 from training.trainer import SelectBestEpoch, StopAfterEpoch, TimeLimit, layerwise_parameter_groups
 
 KORSTS_TRAIN = "data/korsts/korsts_train.jsonl"
+MINIMAL_PAIRS = "data/contrast/ko_minimal_pairs.jsonl"
 MAKEFILE = REPO / "Makefile"
 
 
@@ -127,6 +135,99 @@ def test_bf16_false_is_respected_on_a_bf16_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert not use_bf16(False)
     assert use_bf16(None) and use_bf16(True)  # unset: bf16 wherever the GPU supports it
+
+
+def test_selection_weights_with_the_contrast_validation_weight():
+    weights = selection_weights("balanced_pearson", ["data/a.jsonl"], 0.2, MINIMAL_PAIRS, 0.3)
+    assert weights == pytest.approx(
+        {
+            ("validation", "balanced_pearson"): 0.5,
+            ("validation_a", "pearson"): 0.2,
+            ("contrast_validation", "minimal_pair_accuracy"): 0.3,
+        }
+    )
+    metrics = {
+        "validation": {"balanced_pearson": 0.8},
+        "validation_a": {"pearson": 0.5},
+        "contrast_validation": {"minimal_pair_accuracy": 0.9},
+    }
+    assert selection_score(metrics, weights) == pytest.approx(0.4 + 0.1 + 0.27)
+    # without extra files the extra weight is unused; the contrast weight still applies
+    assert selection_weights("pearson", [], 0.5, MINIMAL_PAIRS, 0.25) == pytest.approx(
+        {("validation", "pearson"): 0.75, ("contrast_validation", "minimal_pair_accuracy"): 0.25}
+    )
+    # a file with weight 0: evaluated and reported, not selected on
+    assert selection_weights("pearson", [], 0.0, MINIMAL_PAIRS, 0.0) == {("validation", "pearson"): 1.0}
+
+
+@pytest.mark.parametrize(
+    ("extra", "contrast", "message"),
+    [
+        (0.6, 0.4, r"selection_extra_weight \(0.6\) \+ contrast_validation_weight \(0.4\) = 1, must be below 1"),
+        (0.5, 0.7, "= 1.2, must be below 1"),
+    ],
+)
+def test_selection_weights_summing_to_one_are_refused(extra, contrast, message):
+    with pytest.raises(ValueError, match=message):
+        selection_weights("pearson", ["data/a.jsonl"], extra, MINIMAL_PAIRS, contrast)
+    values = yaml.safe_load(TINY_CONFIG.read_text()) | {
+        "output_dir": "unused",
+        "extra_validation_files": [KORSTS_TRAIN],
+        "selection_extra_weight": extra,
+        "contrast_validation_file": MINIMAL_PAIRS,
+        "contrast_validation_weight": contrast,
+    }
+    with pytest.raises(ValueError, match="must be below 1"):
+        arguments_from_dict(values)
+
+
+def test_contrast_weight_needs_its_file_and_a_range():
+    with pytest.raises(ValueError, match="contrast_validation_file is unset"):
+        selection_weights("pearson", [], 0.0, None, 0.2)
+    values = yaml.safe_load(TINY_CONFIG.read_text()) | {"output_dir": "unused", "contrast_validation_weight": 1.0}
+    with pytest.raises(ValueError, match=r"contrast_validation_weight must be in \[0, 1\), got 1.0"):
+        arguments_from_dict(values)
+
+
+def test_recorded_selection_weights_of_old_and_new_packages():
+    old = {"selection_metric": "pearson", "extra_validation_files": [], "selection_extra_weight": 0.0}
+    assert recorded_selection_weights(old) == {("validation", "pearson"): 1.0}
+    assert recorded_selection_weights({}) == {("validation", "pearson"): 1.0}
+    new = old | {"contrast_validation_file": MINIMAL_PAIRS, "contrast_validation_weight": 0.2}
+    assert recorded_selection_weights(new) == pytest.approx(
+        {("validation", "pearson"): 0.8, ("contrast_validation", "minimal_pair_accuracy"): 0.2}
+    )
+
+
+def test_training_pairs_sharing_a_contrast_sentence_are_dropped(caplog):
+    import pandas as pd
+
+    from training.contrast import read_contrast, read_minimal_pairs, read_paraphrases
+    from training.train import drop_contrast_sentences
+
+    contrast = read_contrast().iloc[0]
+    paraphrase = read_paraphrases().iloc[0]
+    triple = read_minimal_pairs().iloc[0]
+    train = pd.DataFrame(
+        {
+            "sentence1": ["새 문장입니다.", contrast["sentence2"], "다른 문장이에요.", "하나 더.", triple["changing"]],
+            "sentence2": ["또 다른 문장.", "아무 문장.", f" {paraphrase['preserving']} ", "마지막.", "끝."],
+            "label": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    with caplog.at_level(logging.INFO, logger="training"):
+        kept = drop_contrast_sentences(train)
+    assert kept["label"].tolist() == [1.0, 4.0]
+    assert "contrast files: dropped 3 training pairs" in caplog.text
+
+
+def test_constants_agree_between_arguments_and_contrast():
+    from training import arguments, contrast
+
+    assert (arguments.CONTRAST_VALIDATION, arguments.MINIMAL_PAIR_METRIC) == (
+        contrast.CONTRAST_VALIDATION,
+        contrast.MINIMAL_PAIR_METRIC,
+    )
 
 
 def test_bf16_without_a_gpu_falls_back_to_float32(caplog):
@@ -285,6 +386,8 @@ def options_run(tiny_base, tmp_path_factory):
         cv_fold=1,
         extra_validation_files=[KORSTS_TRAIN],
         selection_extra_weight=0.25,
+        contrast_validation_file=MINIMAL_PAIRS,
+        contrast_validation_weight=0.25,
         soft_label_file=str(soft),
         save_to_store=False,
         export_onnx=False,
@@ -296,7 +399,7 @@ def options_run(tiny_base, tmp_path_factory):
 
 def test_every_held_out_set_is_scored_every_epoch(options_run):
     _, result = options_run
-    held = {"validation", "validation_random", "cv_fold", "validation_korsts_train"}
+    held = {"validation", "validation_random", "cv_fold", "validation_korsts_train", "contrast_validation"}
     assert set(result.data.held_out) == held
     assert len(result.data.train) == 300 + 20  # the soft-label file's new pairs are added
     for name in [*held, "dev"]:
@@ -304,8 +407,14 @@ def test_every_held_out_set_is_scored_every_epoch(options_run):
     keys = lambda f: set(zip(f["sentence1"], f["sentence2"]))  # noqa: E731
     train = keys(result.data.train)
     assert all(not train & keys(frame) for frame in result.data.held_out.values())
-    weights = selection_weights("balanced_pearson", [KORSTS_TRAIN], 0.25)
+    weights = selection_weights("balanced_pearson", [KORSTS_TRAIN], 0.25, MINIMAL_PAIRS, 0.25)
     assert result.selection == pytest.approx(selection_score(result.metrics, weights))
+    # the held-out minimal pairs: one accuracy per epoch in the log, and the selected model's
+    accuracy = result.metrics["contrast_validation"]["minimal_pair_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    logged = [e for e in result.history if "eval_contrast_validation_minimal_pair_accuracy" in e]
+    assert len(logged) == 2
+    assert len(result.sets()["contrast_validation"]) == 51 + 202  # distinct pairs: one preserving per anchor
 
 
 def test_weight_averaging_records_what_it_tried(options_run):
