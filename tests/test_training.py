@@ -28,6 +28,7 @@ from training.arguments import (
     selection_weights,
     use_bf16,
 )
+from training.contrast import read_minimal_pairs
 from training.train import hyperparameters
 from training.trainer import SelectBestEpoch, StopAfterEpoch, TimeLimit, layerwise_parameter_groups
 
@@ -414,7 +415,9 @@ def test_every_held_out_set_is_scored_every_epoch(options_run):
     assert 0.0 <= accuracy <= 1.0
     logged = [e for e in result.history if "eval_contrast_validation_minimal_pair_accuracy" in e]
     assert len(logged) == 2
-    assert len(result.sets()["contrast_validation"]) == 51 + 202  # distinct pairs: one preserving per anchor
+    triples = read_minimal_pairs(MINIMAL_PAIRS)
+    # distinct pairs: one preserving pair per anchor, one changing pair per triple
+    assert len(result.sets()["contrast_validation"]) == triples["anchor"].nunique() + len(triples)
 
 
 def test_weight_averaging_records_what_it_tried(options_run):
