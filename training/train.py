@@ -182,7 +182,7 @@ def _file_info(path: str, frame: pd.DataFrame) -> FileInfo:
 
 def _log_metrics(when: str, name: str, metrics: dict[str, float]) -> None:
     logger.info(
-        "%s %-17s loss %.4f  pearson %.4f  balanced %.4f  spearman %.4f  f1 %.4f",
+        "%s %-17s loss %.4f  pearson %.4f  balanced %.4f  spearman %.4f  f1 %.4f%s",
         when,
         name,
         metrics.get("loss", float("nan")),
@@ -190,6 +190,7 @@ def _log_metrics(when: str, name: str, metrics: dict[str, float]) -> None:
         metrics["balanced_pearson"],
         metrics["spearman"],
         metrics["f1"],
+        f"  minimal pairs {metrics[MINIMAL_PAIR_METRIC]:.4f}" if MINIMAL_PAIR_METRIC in metrics else "",
     )
 
 
