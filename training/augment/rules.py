@@ -51,6 +51,7 @@ from training.augment.wordlists import (
     NEGATION_VERBS,
     QUESTION_WORDS,
     AntonymNoun,
+    AntonymPair,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class _Swap:
 _ANTONYM_BLOCKED_AFTER = {"빨리": ("하루라도", "한시라도", "최대한", "가능한", "되도록", "조속히")}
 
 
-def _build_antonym_index() -> dict[str, _Swap]:
+def swap_index(pairs: Iterable[AntonymPair], adverbs: Iterable[tuple[str, str]]) -> dict[str, _Swap]:
     """Surface form -> its swap; surfaces that two pairs would swap differently are dropped."""
     index: dict[str, _Swap] = {}
     clashes: set[str] = set()
@@ -300,7 +301,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
             clashes.add(source)
         index.setdefault(source, swap)
 
-    for pair in ANTONYM_PREDICATES:
+    for pair in pairs:
         first = Predicate.parse(pair.first, pair.adjective[0])
         second = Predicate.parse(pair.second, pair.adjective[1])
         directions = [(first, second, "first")] + ([] if pair.one_way else [(second, first, "second")])
@@ -310,7 +311,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
                 source_form, target_form = source.form(key), target.form(key)
                 if source_form and target_form:
                     add(source_form, _Swap(target_form, stem, side in pair.needs_subject, pair.after))
-    for source, target in ANTONYM_ADVERBS:
+    for source, target in adverbs:
         add(source, _Swap(target, target))
         add(target, _Swap(source, source))
     for surface in clashes:
@@ -318,7 +319,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
     return index
 
 
-_ANTONYM_INDEX = _build_antonym_index()
+_ANTONYM_INDEX = swap_index(ANTONYM_PREDICATES, ANTONYM_ADVERBS)
 _NOUN_ROOTS: dict[str, list[tuple[str, AntonymNoun]]] = {}
 for _pair in ANTONYM_NOUNS:
     _NOUN_ROOTS.setdefault(_pair.first, []).append((_pair.second, _pair))
