@@ -4,10 +4,11 @@
   ``좋았습니다``, ``추진한다`` -> ``추진합니다``, ``알려줘`` -> ``알려주세요``, ``뭐야`` -> ``뭐예요``);
 * :func:`swap_synonym`: one word replaced by a synonym in the same form (``증가했다`` ->
   ``늘어났다``, ``깨끗해요`` -> ``청결해요``, ``숙소가`` -> ``숙박 시설이``, ``매우`` -> ``아주``);
-* :func:`reorder_phrases`: a time adverbial and a place, recipient or object phrase next to it
-  change places (``내일 서울에서 만나요`` -> ``서울에서 내일 만나요``); the predicate stays last;
+* :func:`reorder_phrases`: two marked phrases next to each other change places: a time and a
+  place, recipient or object, or a recipient and an object (``저녁에 서울에서 만나요`` ->
+  ``서울에서 저녁에 만나요``); the predicate stays last;
 * :func:`to_passive`: subject, object and a listed Sino-Korean 하다 verb become a 되다 passive
-  (``정부가 정책을 발표했다`` -> ``정책이 정부에 의해 발표되었다``).
+  (``정부가 새 정책을 발표했다`` -> ``정부에 의해 새 정책이 발표되었다``).
 
 Like :mod:`training.augment.rules`, inflected forms are generated forward from known stems
 (:class:`~training.augment.hangul.Predicate`) and a rule that is unsure skips the sentence; the
@@ -165,6 +166,8 @@ def _copula_levels(word: str, before: Word | None, question: bool) -> set[str]:
             return set()
         if ending == "야" and noun not in _YA_NOUNS and (before is None or before.core not in _YA_BEFORE):
             return set()
+        if noun.endswith("것") and ending == "입니다":
+            return {noun[:-1] + "거예요"}  # 것이에요 is correct but unspoken
         return {noun + (after_consonant if noun_consonant else after_vowel)}
     return set()
 
@@ -236,18 +239,25 @@ def swap_synonym(sentence: str, rng: random.Random) -> str | None:
 # Word order
 # ---------------------------------------------------------------------------------------------
 
-# Time adverbials that stand alone as a word, or take 에 (오전에, 주말에, 3시에, 5월에).
-_TIME_ADVERBS = frozenset(
-    ["오늘", "내일", "모레", "어제", "그제", "올해", "내년", "작년", "지난해", "지금", "요즘", "최근", "매일", "당분간"]
-)
+# Time nouns that, with 에, are a time adverbial (오전에, 주말에; also 3시에, 5월에).
 _TIME_NOUNS = (
     "오늘", "내일", "모레", "어제", "오전", "오후", "아침", "저녁", "밤", "새벽", "주말", "평일", "연말", "연초",
     "올해", "내년", "작년", "지난해", "월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일",
 )  # fmt: skip
-_TIME_NUMBER = re.compile(r"\d+(?:시|월|일|년)(?:에)?")
+_TIME_NUMBER = re.compile(r"\d+(?:시|월|일|년)에")
 # Place and recipient phrases: a noun + one of these (서울에서, 호스트에게, 친구한테).
-_PLACE_TAILS = ("에서", "에게", "한테", "께")
+_PLACE_TAILS = ("에서",)
+_RECIPIENT_TAILS = ("에게", "한테")
 _OBJECT_TAILS = ("을", "를")
+# The phrase pairs that may change places: a time with a place, recipient or object; a recipient
+# with an object (호스트에게 선물을 <-> 선물을 호스트에게); a bare date before a place.
+_MOVABLE_PAIRS = (
+    {"time", "place"},
+    {"time", "recipient"},
+    {"time", "object"},
+    {"recipient", "object"},
+    {"date", "place"},
+)
 # A phrase may move only when the word before it ends a phrase of its own (or it starts the
 # sentence): after a modifier (열리는 회의에서) the phrase is part of a longer noun phrase.
 _PHRASE_ENDS = ("가", "를", "에", "에서", "에게", "께서", "한테", "께", "로", "도", "는", "은")
@@ -256,32 +266,39 @@ _NOT_PHRASE_NOUNS = frozenset(["중", "것", "거", "수", "때", "곳", "데", 
 _BOUND_FINALS = ("것", "거", "수", "예정", "계획", "생각", "방침", "전망", "뿐", "듯", "줄")
 
 
-def _phrase_kind(word: Word) -> str | None:
-    """``time``, ``place`` or ``object`` for a one-word phrase that can move, else None."""
+def _phrase_kind(word: Word) -> str | None:  # noqa: PLR0911
+    """``time``, ``date``, ``place``, ``recipient`` or ``object`` for a one-word phrase that can move, else None.
+
+    A bare time word is left out (내일 일정에서 = "in tomorrow's schedule", 오늘 날씨를 = "today's
+    weather"): only a time with 에 (오전에, 3시에) is an adverbial for certain. A bare date (15일) is
+    ``date``: an adverbial only before a place (15일 청사에서), not before 동안.
+    """
     core = word.core
     if word.lead or word.trail or not core:
         return None
-    if core in _TIME_ADVERBS or _TIME_NUMBER.fullmatch(core):
+    if _TIME_NUMBER.fullmatch(core):
         return "time"
+    if re.fullmatch(r"\d+일", core):
+        return "date"
     if core.endswith("에") and core[:-1] in _TIME_NOUNS:
         return "time"
-    for tails, kind in ((_PLACE_TAILS, "place"), (_OBJECT_TAILS, "object")):
+    for tails, kind in ((_PLACE_TAILS, "place"), (_RECIPIENT_TAILS, "recipient"), (_OBJECT_TAILS, "object")):
         for tail in tails:
             noun = core[: -len(tail)]
             if core.endswith(tail) and len(noun) >= 2 and is_hangul(noun) and noun not in _NOT_PHRASE_NOUNS:
-                if kind == "place" and (noun in _TIME_NOUNS or noun.endswith(("에", "으로", "로"))):
+                if kind != "object" and (noun in _TIME_NOUNS or noun.endswith(("에", "으로", "로"))):
                     return None
-                if kind == "object" and tail == "을" and final_consonant(noun[-1]) == NO_FINAL:
-                    return None  # a vowel-final noun takes 를: 먹을 is a modifier
+                if kind == "object" and tail == "을" and final_consonant(noun[-1]) in (NO_FINAL, FINAL_SS, 6, 15):
+                    return None  # a vowel-final noun takes 를; 좋았을, 괜찮을 are modifiers
                 return kind
     return None
 
 
 def reorder_phrases(sentence: str) -> str | None:
-    """Swaps a time adverbial with the place, recipient or object phrase next to it, before the predicate.
+    """Swaps two one-word phrases next to each other before the predicate (:data:`_MOVABLE_PAIRS`).
 
-    ``내일 서울에서 회의가 있어요`` -> ``서울에서 내일 회의가 있어요``; ``호스트에게 어제 연락했어요``
-    -> ``어제 호스트에게 연락했어요``. Both phrases are one word and clearly marked, the first is
+    ``오전에 서울에서 회의가 있어요`` -> ``서울에서 오전에 회의가 있어요``; ``호스트에게 선물을
+    드렸어요`` -> ``선물을 호스트에게 드렸어요``. Both phrases are one word and clearly marked, the first is
     not the end of a longer noun phrase, and the predicate never moves.
     """
     tokens = split_tokens(sentence)
@@ -289,16 +306,18 @@ def reorder_phrases(sentence: str) -> str | None:
     if len(words) < 3:
         return None
     for index in range(len(words) - 2):
-        first, second = _phrase_kind(words[index]), _phrase_kind(words[index + 1])
-        if first is None or second is None or first == second or "time" not in (first, second):
+        kinds = {_phrase_kind(words[index]), _phrase_kind(words[index + 1])}
+        if len(kinds) != 2 or not any(kinds <= allowed for allowed in _MOVABLE_PAIRS):
             continue
+        if _phrase_kind(words[index]) == "place" and _phrase_kind(words[index + 1]) == "date":
+            continue  # 프라하에서 16일 동안: a bare date moves only from the front
         if index > 0:
             previous = words[index - 1]
             if previous.trail not in ("", ",") or not (previous.trail or previous.core.endswith(_PHRASE_ENDS)):
                 continue
             if previous.core.endswith(("는", "은")) and not previous.trail:
                 continue  # 좋은 / 가는 are modifiers: only a comma makes them safe
-        if "object" in (first, second) and words[-1].core.startswith(_BOUND_FINALS):
+        if "object" in kinds and words[-1].core.startswith(_BOUND_FINALS):
             continue
         swapped = list(tokens)
         swapped[index], swapped[index + 1] = tokens[index + 1], tokens[index]
@@ -319,13 +338,19 @@ _PASSIVE_NOUNS = frozenset(
 )  # fmt: skip
 _PASSIVE_KEYS = ("plain", "seumnida", "past_da", "past_seumnida", "past_ayo", "ayo")
 _ORGANISATIONS = frozenset(AGENTS)
+# A connective verb between subject and object (구성해, 고려해, 발표하고, 맞대) has the agent as its
+# subject too, which the passive would leave dangling; 위해, 대해, 통해 do not.
+_AGENT_CONNECTIVES = ("해", "고", "며", "여", "서", "대", "워", "어", "아")
+_TOPIC_CONNECTIVES = frozenset(["위해", "대해", "통해", "관해", "의해", "따라", "인해", "위하여", "대하여", "통하여"])
 
 
 def to_passive(sentence: str) -> str | None:
-    """``정부가 정책을 발표했다`` -> ``정책이 정부에 의해 발표되었다``; None unless the pattern is certain.
+    """``정부가 새 정책을 발표했다`` -> ``정부에 의해 새 정책이 발표되었다``; None unless the pattern is certain.
 
-    The subject is a listed agent with 이/가/은/는, the object a one-word noun with 을/를 right
-    before the predicate, and the predicate a listed verbal noun + 하다 (not negated, not a question).
+    The subject is the one listed agent with 이/가/은/는 and becomes ``에 의해``; the object is the
+    word with 을/를 right before the predicate and takes 이/가 (its noun phrase, however long,
+    stays where it is); the predicate is a listed verbal noun + 하다 and becomes 되다 in the same
+    form. Negated sentences and questions are left alone.
     """
     tokens = split_tokens(sentence)
     words = [Word.of(t) for t in tokens]
@@ -361,8 +386,12 @@ def to_passive(sentence: str) -> str | None:
     subject_noun = words[s].core[:-1]
     if any(w.trail for w in words[s:-1]) or any(w.core in ("안", "못") for w in words):
         return None
+    if any(w.core.endswith(_AGENT_CONNECTIVES) and w.core not in _TOPIC_CONNECTIVES for w in words[s + 1 : -2]):
+        return None  # 정부가 기업과 머리를 맞대 ... 개발한다: the agent also does the connected clause
     if s > 0 and not words[s - 1].trail and not words[s - 1].core.endswith(_PHRASE_ENDS):
         return None  # 올해 정부가: fine; 새 정부가: the subject is a longer noun phrase
-    new_subject = obj_noun + particle_form(obj_noun, "이")
-    rewritten = [*tokens[:s], new_subject, f"{subject_noun}에 의해", *tokens[s + 1 : -2], last.replaced(passive)]
+    rewritten = list(tokens)
+    rewritten[s] = f"{subject_noun}에 의해"
+    rewritten[-2] = obj_noun + particle_form(obj_noun, "이")
+    rewritten[-1] = last.replaced(passive)
     return " ".join(rewritten)
