@@ -38,6 +38,7 @@ from training.augment.hangul import (
 from training.augment.rules import swap_index
 from training.augment.wordlists import (
     AGENTS,
+    HONORIFIC_SUBJECTS,
     NEGATION_ADJECTIVES,
     NEGATION_VERBS,
     SYNONYM_ADVERBS,
@@ -64,6 +65,16 @@ _REGISTER_TARGETS = {
     "si_past_ayo": "si_past_seumnida",
     "si_past_seumnida": "si_past_ayo",
 }
+# The subject honorific -(으)시- in the same speech level (verbs have no plain -세요 statement).
+_HONORIFIC_TARGETS = {
+    "seumnida": "si_seumnida",
+    "ayo": "si_ayo",
+    "past_ayo": "si_past_ayo",
+    "past_seumnida": "si_past_seumnida",
+}
+# Stems whose honorific is another word (먹다 -> 드시다, 자다 -> 주무시다, 있다 -> 계시다) or none.
+_NO_HONORIFIC_STEMS = ("먹", "자", "있", "없", "죽", "아프", "배고프", "말하", "데리", "묻", "보", "같")
+_SUBJECT_ENDINGS = ("이", "가", "은", "는", "께서")
 # In a question or a request only 요 is added (있어? -> 있어요?, 해 -> 해요): the sentence type stays.
 _QUESTION_KEYS = ("a", "past_a")
 # Final consonants of irregular stems (ㄷ 듣다, ㅅ 짓다, ㅎ 그렇다, ㅂ 춥다) the conjugator does not
@@ -86,6 +97,13 @@ _LEXICON_STEMS = {
         *(Predicate.parse(w, False) for w in NEGATION_VERBS),
     ]
 }
+# Their forms, since an irregular stem is not a prefix of its forms (빠르다: 빨랐어요).
+_LEXICON_FORMS: dict[str, list[tuple[Predicate, str]]] = {}
+for _predicate in _LEXICON_STEMS.values():
+    for _key in _REGISTER_TARGETS:
+        _surface = _predicate.form(_key)
+        if _surface is not None:
+            _LEXICON_FORMS.setdefault(_surface, []).append((_predicate, _key))
 # Requests of 주다 (알려줘, 해 주세요): one politeness level up.
 _REQUEST_ENDINGS = (("줘", "주세요"), ("줄래", "줄래요"), ("주십시오", "주세요"), ("주세요", "주십시오"))
 # Noun + 이다 in another level: (ending, noun ends in a consonant (True), a vowel (False) or either (None),
@@ -116,37 +134,54 @@ _YA_BEFORE = frozenset(["몇", "무슨", "어떤", "어느"])
 
 
 def _stems(word: str) -> list[Predicate]:
-    """Every stem the conjugator can inflect that ``word`` may start with, as a verb and as an adjective."""
-    stems = []
-    for cut in range(1, len(word)):
-        stem = word[:cut]
-        final = final_consonant(stem[-1])
-        if stem.endswith(("하", "되")):
-            stems += [Predicate(stem, True), Predicate(stem, False)]
-        elif stem in _LEXICON_STEMS:
-            stems.append(_LEXICON_STEMS[stem])
-        elif final in (NO_FINAL, FINAL_N, FINAL_SS) or stem in _AMBIGUOUS_STEMS:
+    """Every stem the conjugator can inflect that ``word`` may be a form of, as a verb and as an adjective.
+
+    A noun + 하/되 (깨끗해요: 깨끗하), 주다 and its compounds (알려줬어요: 알려주), and
+    consonant-final regular stems, with 있 and the future 겠 (설치하겠); not a past stem (좋았),
+    whose 아요 would be wrong. The lexicon's vowel and irregular stems are in :data:`_LEXICON_FORMS`.
+    """
+    stems: dict[tuple[str, bool], Predicate] = {}
+    for cut in range(len(word)):
+        prefix = word[:cut]
+        for auxiliary in ("하", "되", "주"):
+            for adjective in (True, False) if auxiliary != "주" else (False,):
+                stems.setdefault((prefix + auxiliary, adjective), Predicate(prefix + auxiliary, adjective))
+        if not prefix or prefix.endswith(("하", "되", "주")):
             continue
-        elif final in _IRREGULAR_FINALS and stem[-1:] not in _REGULAR_STEMS and stem not in _REGULAR_STEMS:
+        final = final_consonant(prefix[-1])
+        if prefix in _LEXICON_STEMS:
+            continue  # in _LEXICON_FORMS
+        if final == FINAL_SS and not prefix.endswith(("있", "겠")):
+            continue  # a past stem: 좋았 + 아요 is not 좋았어요
+        if final in (NO_FINAL, FINAL_N) or prefix in _AMBIGUOUS_STEMS:
+            continue
+        elif final in _IRREGULAR_FINALS and prefix[-1:] not in _REGULAR_STEMS and prefix not in _REGULAR_STEMS:
             continue
         else:
-            stems += [Predicate(stem, True), Predicate(stem, False)]
-    return stems
+            for adjective in (True, False):
+                stems[(prefix, adjective)] = Predicate(prefix, adjective)
+    return list(stems.values())
 
 
-def _predicate_levels(word: str, keys: tuple[str, ...], suggestion: bool) -> set[str]:
+def _predicate_levels(
+    word: str, keys: tuple[str, ...], suggestion: bool, targets: dict[str, str] = _REGISTER_TARGETS
+) -> set[str]:
     results = set()
-    for predicate in _stems(word):
-        for key in keys:
-            if predicate.form(key) != word:
-                continue
-            if key == "a" and predicate.stem.endswith(_CONNECTIVE_STEMS):
-                continue
-            if key == "ayo" and not predicate.adjective and suggestion:
-                continue
-            target = predicate.form(_REGISTER_TARGETS[key])
-            if target is not None and target != word:
-                results.add(target)
+    matches = [(predicate, key) for predicate in _stems(word) for key in keys if predicate.form(key) == word]
+    matches += [(predicate, key) for predicate, key in _LEXICON_FORMS.get(word, ()) if key in keys]
+    honorific = targets is _HONORIFIC_TARGETS
+    for predicate, key in matches:
+        if key == "a" and predicate.stem.endswith(_CONNECTIVE_STEMS):
+            continue
+        if key == "ayo" and not predicate.adjective and suggestion:
+            continue
+        if honorific and (
+            predicate.stem.endswith(_NO_HONORIFIC_STEMS) or final_consonant(predicate.stem[-1]) == FINAL_SS
+        ):
+            continue  # 먹었 is a past stem, not a stem: 먹었으세요
+        target = predicate.form(targets[key])
+        if target is not None and target != word:
+            results.add(target)
     return results
 
 
@@ -160,23 +195,37 @@ def _copula_levels(word: str, before: Word | None, question: bool) -> set[str]:
         noun_consonant = final_consonant(noun[-1]) != NO_FINAL
         if consonant is not None and consonant != noun_consonant:
             continue
-        if noun.endswith(_COPULA_VERB_ENDINGS) or (ending.startswith("였") and noun.endswith("이")):
-            return set()
+        if noun.endswith(_COPULA_VERB_ENDINGS) or (ending.startswith(("였", "예")) and noun.endswith("이")):
+            return set()  # 보입니다 is a verb; 이였다, 이예요 are misspelt and their noun unsure
         if question and ending not in ("이야", "야"):
             return set()
         if ending == "야" and noun not in _YA_NOUNS and (before is None or before.core not in _YA_BEFORE):
             return set()
         if noun.endswith("것") and ending == "입니다":
             return {noun[:-1] + "거예요"}  # 것이에요 is correct but unspoken
+        if noun.endswith("거") and ending == "예요":
+            return {noun[:-1] + "것입니다"}
         return {noun + (after_consonant if noun_consonant else after_vowel)}
     return set()
+
+
+def _honorific_subject(words: list[Word]) -> bool:
+    """Whether the last subject before the final predicate is a listed person (호스트분이 ... 친절했어요)."""
+    for word in reversed(words[:-1]):
+        for ending in _SUBJECT_ENDINGS:
+            noun = word.core.removesuffix(ending)
+            if word.core.endswith(ending) and noun:
+                return not word.trail and (noun in HONORIFIC_SUBJECTS or noun.removesuffix("분") in HONORIFIC_SUBJECTS)
+    return False
 
 
 def change_register(sentence: str) -> str | None:
     """The sentence-final predicate in another speech level; None when its stem or ending is unsure.
 
-    A statement moves between 합니다체 and 해요체 (한다체 and 반말 go to the polite levels); a
-    question or request only gains 요 or a politer 주다 (``알려줘`` -> ``알려주세요``).
+    A statement whose subject is a listed person gains the honorific -(으)시- (``호스트가
+    친절했어요`` -> ``호스트가 친절하셨어요``); other statements move between 합니다체 and 해요체
+    (한다체 and 반말 go to the polite levels); a question or request only gains 요 or a politer
+    주다 (``알려줘`` -> ``알려주세요``).
     """
     tokens = split_tokens(sentence)
     if not tokens:
@@ -192,6 +241,10 @@ def change_register(sentence: str) -> str | None:
         if last.core.endswith(ending):
             outcomes.add(last.core[: -len(ending)] + politer)
             break
+    if not outcomes and not question and _honorific_subject(words):
+        outcomes = _predicate_levels(last.core, tuple(_HONORIFIC_TARGETS), False, _HONORIFIC_TARGETS)
+        if len(outcomes) != 1:
+            outcomes = set()
     if not outcomes:
         keys = _QUESTION_KEYS if question else tuple(_REGISTER_TARGETS)
         suggestion = any(w.core in _SUGGESTION_WORDS for w in words[:-1])

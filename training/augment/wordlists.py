@@ -136,7 +136,9 @@ CITIES: tuple[str, ...] = tuple(_entities["cities"])
 CITY_NEXT_WORDS: tuple[str, ...] = tuple(_entities["city_next_words"])
 ENTITY_GROUPS: tuple[tuple[str, ...], ...] = tuple(tuple(names) for names in _entities["groups"].values())
 
-AGENTS: tuple[str, ...] = tuple(read_wordlist("agents")["agents"])
+_agents = read_wordlist("agents")
+AGENTS: tuple[str, ...] = tuple(_agents["agents"])
+HONORIFIC_SUBJECTS: tuple[str, ...] = tuple(_agents["honorific"])
 
 _synonyms = read_wordlist("synonyms")
 SYNONYM_PREDICATES: list[AntonymPair] = antonym_predicates(_synonyms["predicates"], "synonyms.yaml predicates")
