@@ -38,8 +38,17 @@ words), :mod:`~training.augment.rules` (one function per rule),
 with its provenance) and :mod:`~training.augment.generate` (labels, sampling, the command line).
 """
 
-from training.augment.generate import KIND_LABELS, augment, generate, main, unique_sentences
+from training.augment.generate import (
+    KIND_LABELS,
+    NEGATIVE_KINDS,
+    PARAPHRASE_KINDS,
+    augment,
+    generate,
+    main,
+    unique_sentences,
+)
 from training.augment.hangul import Predicate
+from training.augment.paraphrases import change_register, reorder_phrases, swap_synonym, to_passive
 from training.augment.rules import change_intent, change_number, negate, swap_antonym, swap_entity, swap_roles
 from training.augment.wordlists import (
     AGENTS,
@@ -61,16 +70,22 @@ __all__ = [
     "ENTITY_GROUPS",
     "INTENT_DOMAINS",
     "KIND_LABELS",
+    "NEGATIVE_KINDS",
+    "PARAPHRASE_KINDS",
     "QUESTION_WORDS",
     "Predicate",
     "augment",
     "change_intent",
+    "change_register",
     "change_number",
     "generate",
     "main",
     "negate",
+    "reorder_phrases",
     "swap_antonym",
     "swap_entity",
     "swap_roles",
+    "swap_synonym",
+    "to_passive",
     "unique_sentences",
 ]
