@@ -11,12 +11,14 @@ import pytest
 
 from tests.test_augment import SOURCE as NEGATIVE_SOURCE
 from training.augment import (
+    EXTRA_NEGATIVE_KINDS,
     KIND_LABELS,
     NEGATIVE_KINDS,
     PARAPHRASE_KINDS,
     augment,
     change_register,
     main,
+    negate_lexical,
     reorder_phrases,
     swap_synonym,
     to_passive,
@@ -181,7 +183,7 @@ def test_paraphrase_kinds_are_labelled_high_and_deterministic():
     pd.testing.assert_frame_equal(first, augment(SOURCE, "src.jsonl", seed=7, kinds=PARAPHRASE_KINDS))
     assert set(first["kind"]) == set(PARAPHRASE_KINDS)
     assert (first["label"] >= 4.5).all() and (first["label"] == first["kind"].map(KIND_LABELS)).all()
-    assert max(KIND_LABELS[k] for k in NEGATIVE_KINDS) < 2
+    assert max(KIND_LABELS[k] for k in (*NEGATIVE_KINDS, *EXTRA_NEGATIVE_KINDS)) < 2
 
 
 def test_default_kinds_are_the_hard_negatives_alone():
@@ -224,3 +226,31 @@ def test_kinds_on_the_command_line(tmp_path):
     assert excluded.empty
     with pytest.raises(SystemExit):
         main([str(source), str(tmp_path / "x.jsonl"), "--kinds", "registr"])
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("주차할 수 있는 곳이 많아요.", "주차할 수 없는 곳이 많아요."),  # inside the sentence, after 수
+        ("에어컨이 있는 방이 좋아요.", "에어컨이 없는 방이 좋아요."),  # after a subject
+        ("잘 모르는 부분이 있었어요.", "잘 아는 부분이 있었어요."),  # 르 irregular
+        ("체크인이 가능한 시간을 알려줘", "체크인이 불가능한 시간을 알려줘"),
+        ("예약하면 돼요.", "예약하면 안 돼요."),  # -면 되다, the one final form it negates
+    ],
+)
+def test_lexical_negation(sentence, expected):
+    assert negate_lexical(sentence, random.Random(0)) == expected
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "가능한 빨리 와주세요.",  # as soon as possible
+        "하고 있는 일이 많다.",  # progressive 있다
+        "안 되는 것도 있어요.",  # already negated; the final 있어요 is negate's
+        "먹으면서 보면 안 돼.",  # already 안
+        "메일 코드를 알고 싶어",  # 알고 싶다
+    ],
+)
+def test_lexical_negation_leaves_idioms_and_the_final_predicate_alone(sentence):
+    assert negate_lexical(sentence, random.Random(0)) is None

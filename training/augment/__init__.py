@@ -39,6 +39,7 @@ with its provenance) and :mod:`~training.augment.generate` (labels, sampling, th
 """
 
 from training.augment.generate import (
+    EXTRA_NEGATIVE_KINDS,
     KIND_LABELS,
     NEGATIVE_KINDS,
     PARAPHRASE_KINDS,
@@ -49,7 +50,15 @@ from training.augment.generate import (
 )
 from training.augment.hangul import Predicate
 from training.augment.paraphrases import change_register, reorder_phrases, swap_synonym, to_passive
-from training.augment.rules import change_intent, change_number, negate, swap_antonym, swap_entity, swap_roles
+from training.augment.rules import (
+    change_intent,
+    change_number,
+    negate,
+    negate_lexical,
+    swap_antonym,
+    swap_entity,
+    swap_roles,
+)
 from training.augment.wordlists import (
     AGENTS,
     ANTONYM_ADVERBS,
@@ -67,6 +76,7 @@ __all__ = [
     "ANTONYM_NOUNS",
     "ANTONYM_PREDICATES",
     "CITIES",
+    "EXTRA_NEGATIVE_KINDS",
     "ENTITY_GROUPS",
     "INTENT_DOMAINS",
     "KIND_LABELS",
@@ -81,6 +91,7 @@ __all__ = [
     "generate",
     "main",
     "negate",
+    "negate_lexical",
     "reorder_phrases",
     "swap_antonym",
     "swap_entity",

@@ -19,7 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from training.augment.paraphrases import change_register, reorder_phrases, swap_synonym, to_passive
-from training.augment.rules import change_intent, change_number, negate, swap_antonym, swap_entity, swap_roles
+from training.augment.rules import (
+    change_intent,
+    change_number,
+    negate,
+    negate_lexical,
+    swap_antonym,
+    swap_entity,
+    swap_roles,
+)
 from training.data import SENTENCE_COLUMNS, read_pairs, write_pairs
 from training.logs import configure_logging
 
@@ -37,6 +45,8 @@ ENTITY_LABEL = 1.5
 # the topic and nothing else that was asked (1.5).
 ROLE_LABEL = 1.2
 INTENT_LABEL = 1.5
+# A lexical opposite (수 있는 -> 수 없는, 아는 -> 모르는) contradicts what it is said of, like negation.
+NEGATION_LEXICAL_LABEL = 1.0
 # Paraphrases keep the meaning. KLUE's 5 is "equivalent in meaning and in importance of details";
 # a speech-level change (좋았어요 -> 좋았습니다) or two adverbials in another order change no
 # content (5.0, 4.8: the order moves the emphasis); a synonym and the 에 의해 passive are
@@ -52,6 +62,7 @@ KIND_LABELS = {
     "entity": ENTITY_LABEL,
     "role": ROLE_LABEL,
     "intent": INTENT_LABEL,
+    "negation_lexical": NEGATION_LEXICAL_LABEL,
     "register": REGISTER_LABEL,
     "synonym": SYNONYM_LABEL,
     "word_order": WORD_ORDER_LABEL,
@@ -60,6 +71,8 @@ KIND_LABELS = {
 # The kinds written without ``--kinds``: the six hard negatives, so that the default output (and
 # `make hard-negatives`) stays byte for byte what it was before the paraphrase kinds.
 NEGATIVE_KINDS = ("negation", "antonym", "number", "entity", "role", "intent")
+# Negatives by a second method, unlike the templates: written when asked for (--kinds).
+EXTRA_NEGATIVE_KINDS = ("negation_lexical",)
 PARAPHRASE_KINDS = ("register", "synonym", "word_order", "passive")
 
 
@@ -85,6 +98,7 @@ def _rewrite(kind: str, sentence: str, seed: int) -> str | None:
         "entity": lambda: swap_entity(sentence, _rng(seed, "entity", sentence)),
         "role": lambda: swap_roles(sentence),
         "intent": lambda: change_intent(sentence, _rng(seed, "intent", sentence)),
+        "negation_lexical": lambda: negate_lexical(sentence, _rng(seed, "negation_lexical", sentence)),
         "register": lambda: change_register(sentence),
         "synonym": lambda: swap_synonym(sentence, _rng(seed, "synonym", sentence)),
         "word_order": lambda: reorder_phrases(sentence),
