@@ -121,6 +121,8 @@ def test_synonym_list_is_large_and_consistent():
         ("호스트에게 선물을 드렸어요.", "선물을 호스트에게 드렸어요."),  # recipient and object
         ("15일 정부청사에서 협약을 체결했다.", "정부청사에서 15일 협약을 체결했다."),  # a date before a place
         ("저녁에 약속을 잡았어요.", "약속을 저녁에 잡았어요."),  # time and object
+        ("마당에서 커피를 즐길 수 있어요.", "커피를 마당에서 즐길 수 있어요."),  # place and object
+        ("3시부터 회의실에서 회의가 있어요.", "회의실에서 3시부터 회의가 있어요."),
     ],
 )
 def test_word_order(sentence, expected):
@@ -136,6 +138,9 @@ def test_word_order(sentence, expected):
         "열리는 회의에서 저녁에 발표한다.",  # 회의에서 ends a longer noun phrase
         "저녁에 약속을 잡을 것이다.",  # the object of a modifier clause (잡을 것)
         "저녁에 서울에서",  # no predicate to keep in place
+        "다음에도 이곳에서 숙박하기를 희망합니다.",  # the place is the nominalised verb's
+        "역, 세느강, 에펠탑을 근방에서 볼 수 있었어요.",  # the object ends a list
+        "2020학년도 수능에서 부정행위를 했다.",  # 수능에서 ends a longer noun phrase
     ],
 )
 def test_word_order_leaves_unclear_phrases_alone(sentence):

@@ -297,23 +297,26 @@ _TIME_NOUNS = (
     "오늘", "내일", "모레", "어제", "오전", "오후", "아침", "저녁", "밤", "새벽", "주말", "평일", "연말", "연초",
     "올해", "내년", "작년", "지난해", "월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일",
 )  # fmt: skip
-_TIME_NUMBER = re.compile(r"\d+(?:시|월|일|년)에")
+_TIME_NUMBER = re.compile(r"\d+(?:시|월|일|년)(?:에|에는|부터|까지)")
 # Place and recipient phrases: a noun + one of these (서울에서, 호스트에게, 친구한테).
 _PLACE_TAILS = ("에서",)
 _RECIPIENT_TAILS = ("에게", "한테")
 _OBJECT_TAILS = ("을", "를")
 # The phrase pairs that may change places: a time with a place, recipient or object; a recipient
-# with an object (호스트에게 선물을 <-> 선물을 호스트에게); a bare date before a place.
+# or a place with an object (호스트에게 선물을 <-> 선물을 호스트에게, 식당에서 밥을 <-> 밥을 식당에서);
+# a bare date before a place.
 _MOVABLE_PAIRS = (
     {"time", "place"},
     {"time", "recipient"},
     {"time", "object"},
     {"recipient", "object"},
+    {"place", "object"},
+    {"place", "recipient"},
     {"date", "place"},
 )
 # A phrase may move only when the word before it ends a phrase of its own (or it starts the
 # sentence): after a modifier (열리는 회의에서) the phrase is part of a longer noun phrase.
-_PHRASE_ENDS = ("가", "를", "에", "에서", "에게", "께서", "한테", "께", "로", "도", "는", "은")
+_PHRASE_ENDS = ("가", "를", "에", "에서", "에게", "께서", "한테", "께", "로", "는", "은")  # not 도: 학년도
 _NOT_PHRASE_NOUNS = frozenset(["중", "것", "거", "수", "때", "곳", "데", "안", "밖", "앞", "뒤", "위", "사이", "동안"])
 # The object of these final words is a modifier's (받을 것이다), not a phrase that can move.
 _BOUND_FINALS = ("것", "거", "수", "예정", "계획", "생각", "방침", "전망", "뿐", "듯", "줄")
@@ -333,8 +336,9 @@ def _phrase_kind(word: Word) -> str | None:  # noqa: PLR0911
         return "time"
     if re.fullmatch(r"\d+일", core):
         return "date"
-    if core.endswith("에") and core[:-1] in _TIME_NOUNS:
-        return "time"
+    for tail in ("에", "에는", "부터", "까지"):
+        if core.endswith(tail) and core[: -len(tail)] in _TIME_NOUNS:
+            return "time"
     for tails, kind in ((_PLACE_TAILS, "place"), (_RECIPIENT_TAILS, "recipient"), (_OBJECT_TAILS, "object")):
         for tail in tails:
             noun = core[: -len(tail)]
@@ -343,6 +347,8 @@ def _phrase_kind(word: Word) -> str | None:  # noqa: PLR0911
                     return None
                 if kind == "object" and tail == "을" and final_consonant(noun[-1]) in (NO_FINAL, FINAL_SS, 6, 15):
                     return None  # a vowel-final noun takes 를; 좋았을, 괜찮을 are modifiers
+                if kind == "object" and noun.endswith(("하기", "되기", "것")):
+                    return None  # 이곳에서 숙박하기를: the place belongs to the nominalised verb
                 return kind
     return None
 
@@ -366,10 +372,8 @@ def reorder_phrases(sentence: str) -> str | None:
             continue  # 프라하에서 16일 동안: a bare date moves only from the front
         if index > 0:
             previous = words[index - 1]
-            if previous.trail not in ("", ",") or not (previous.trail or previous.core.endswith(_PHRASE_ENDS)):
-                continue
-            if previous.core.endswith(("는", "은")) and not previous.trail:
-                continue  # 좋은 / 가는 are modifiers: only a comma makes them safe
+            if previous.trail or not previous.core.endswith(_PHRASE_ENDS) or previous.core.endswith(("는", "은")):
+                continue  # 좋은 / 가는 are modifiers; 역, 세느강, 에펠탑을: a list
         if "object" in kinds and words[-1].core.startswith(_BOUND_FINALS):
             continue
         swapped = list(tokens)
