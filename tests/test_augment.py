@@ -16,6 +16,7 @@ from training.augment import (
     CITIES,
     ENTITY_GROUPS,
     KIND_LABELS,
+    NEGATIVE_KINDS,
     Predicate,
     augment,
     change_intent,
@@ -310,7 +311,7 @@ def test_augment_is_deterministic_for_a_seed():
     first = augment(SOURCE, "src.jsonl", per_kind=2, seed=7)
     again = augment(SOURCE, "src.jsonl", per_kind=2, seed=7)
     pd.testing.assert_frame_equal(first, again)
-    assert set(first["kind"]) == set(KIND_LABELS)
+    assert set(first["kind"]) == set(NEGATIVE_KINDS)
     assert first["kind"].value_counts().max() <= 2
     assert (first["label"] == first["kind"].map(KIND_LABELS)).all()
     assert (first["sentence1"] != first["sentence2"]).all()
@@ -340,7 +341,7 @@ def test_excluded_sentences_are_not_rewritten():
 
 def test_every_word_list_says_where_it_comes_from():
     files = sorted(WORDLISTS.glob("*.yaml"))
-    assert [f.stem for f in files] == ["agents", "antonyms", "entities", "intents", "negation"]
+    assert [f.stem for f in files] == ["agents", "antonyms", "entities", "intents", "negation", "synonyms"]
     for path in files:
         header = path.read_text(encoding="utf-8").split("\n\n")[0]
         assert header.startswith("#") and "Provenance:" in header, path.name

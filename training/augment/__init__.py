@@ -1,11 +1,15 @@
-"""Hard negatives from training sentences: the same topic and words, a different meaning.
+"""Hard negatives and paraphrase positives from training sentences.
 
     python -m training.augment data/klue-sts/klue_sts_train.jsonl outputs/hard-negatives/klue_sts_train.jsonl \\
         --per-kind 1000 --seed 13
+    python -m training.augment data/klue-sts/klue_sts_train.jsonl outputs/paraphrases/klue_sts_train.jsonl \\
+        --per-kind 1000 --seed 13 --kinds paraphrases,negation_lexical
 
-Every unique sentence of a pair file goes through six rules (:mod:`training.augment.rules`),
-each giving a pair (original, rewritten) with a low label; training on them teaches the
-cross-encoder that sharing a topic is not sharing a meaning (issue 10). The rules:
+Every unique sentence of a pair file goes through the rules of the chosen kinds, each giving a
+pair (original, rewritten). By default (and for `make hard-negatives`, byte for byte as before the
+other kinds existed) six rules (:mod:`training.augment.rules`) write hard negatives with a low
+label; training on them teaches the cross-encoder that sharing a topic is not sharing a meaning
+(issue 10). The rules:
 
 * ``negation``: the sentence-final predicate is negated (``좋았어요`` -> ``좋지 않았어요``,
   ``추진한다`` -> ``추진하지 않는다``, ``있습니다`` <-> ``없습니다``, ``숙소입니다`` ->
@@ -22,6 +26,30 @@ cross-encoder that sharing a topic is not sharing a meaning (issue 10). The rule
   (``언제`` -> ``어디서``) or one service noun is replaced by another of its domain
   (``환불은`` -> ``배송은``, ``체크인 시간`` -> ``체크아웃 시간``).
 
+``--kinds`` (a comma list; ``negatives`` and ``paraphrases`` name groups) adds the others (issue
+16). A negative by a second method, unlike the templates above:
+
+* ``negation_lexical`` (1.0): a lexical opposite anywhere but the sentence-final predicate
+  (``수 있는`` -> ``수 없는``, ``아는`` -> ``모르는``, ``가능한`` -> ``불가능한``), or ``-면 돼요``
+  -> ``-면 안 돼요``.
+
+Paraphrase positives (:mod:`training.augment.paraphrases`), the same meaning in other words with
+a high label, so that a small edit is not learnt to mean "different":
+
+* ``register`` (5.0): the sentence-final predicate in another speech level (``깨끗했어요`` <->
+  ``깨끗했습니다``, ``확대한다`` -> ``확대합니다``, ``좋아`` -> ``좋아요``, ``집입니다`` ->
+  ``집이에요``), the subject honorific after a listed person (``호스트분이 친절했어요`` ->
+  ``호스트분이 친절하셨어요``), a politer request or 요 in a question (``알려줘`` ->
+  ``알려주세요``, ``몇 시야?`` -> ``몇 시예요?``);
+* ``synonym`` (4.6): one predicate, noun or adverb replaced by a synonym in the same form
+  (``증가했다`` -> ``늘어났다``, ``깨끗해요`` -> ``청결해요``, ``숙소가`` -> ``숙박 시설이``,
+  ``매우`` -> ``아주``), from ``wordlists/synonyms.yaml``;
+* ``word_order`` (4.8): two one-word phrases next to each other change places, a marked time
+  with a place, recipient or object, or a recipient or place with an object (``오전에 서울에서``
+  -> ``서울에서 오전에``, ``호스트에게 선물을`` -> ``선물을 호스트에게``); the predicate stays last;
+* ``passive`` (4.5): a listed agent, the object before the predicate and a listed Sino-Korean 하다
+  verb become a 되다 passive (``정부가 새 정책을 발표했다`` -> ``정부에 의해 새 정책이 발표되었다``).
+
 Inflected forms are generated forward by a small conjugator (:class:`hangul.Predicate`) from known
 stems and matched exactly, never guessed backwards from the surface, and a rule that is
 unsure skips the sentence: questions and requests are not negated, already negated
@@ -33,14 +61,33 @@ validation split as ``--exclude`` so that its sentences do not reach training th
 rewritten twins.
 
 The package, by concern: :mod:`~training.augment.hangul` (syllables, the conjugator, particles,
-words), :mod:`~training.augment.rules` (one function per rule),
+words), :mod:`~training.augment.rules` (one function per negative rule),
+:mod:`~training.augment.paraphrases` (one function per paraphrase rule),
 :mod:`~training.augment.wordlists` (the content words, read from ``wordlists/*.yaml``, each file
 with its provenance) and :mod:`~training.augment.generate` (labels, sampling, the command line).
 """
 
-from training.augment.generate import KIND_LABELS, augment, generate, main, unique_sentences
+from training.augment.generate import (
+    EXTRA_NEGATIVE_KINDS,
+    KIND_LABELS,
+    NEGATIVE_KINDS,
+    PARAPHRASE_KINDS,
+    augment,
+    generate,
+    main,
+    unique_sentences,
+)
 from training.augment.hangul import Predicate
-from training.augment.rules import change_intent, change_number, negate, swap_antonym, swap_entity, swap_roles
+from training.augment.paraphrases import change_register, reorder_phrases, swap_synonym, to_passive
+from training.augment.rules import (
+    change_intent,
+    change_number,
+    negate,
+    negate_lexical,
+    swap_antonym,
+    swap_entity,
+    swap_roles,
+)
 from training.augment.wordlists import (
     AGENTS,
     ANTONYM_ADVERBS,
@@ -58,19 +105,27 @@ __all__ = [
     "ANTONYM_NOUNS",
     "ANTONYM_PREDICATES",
     "CITIES",
+    "EXTRA_NEGATIVE_KINDS",
     "ENTITY_GROUPS",
     "INTENT_DOMAINS",
     "KIND_LABELS",
+    "NEGATIVE_KINDS",
+    "PARAPHRASE_KINDS",
     "QUESTION_WORDS",
     "Predicate",
     "augment",
     "change_intent",
+    "change_register",
     "change_number",
     "generate",
     "main",
     "negate",
+    "negate_lexical",
+    "reorder_phrases",
     "swap_antonym",
     "swap_entity",
     "swap_roles",
+    "swap_synonym",
+    "to_passive",
     "unique_sentences",
 ]

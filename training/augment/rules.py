@@ -1,11 +1,13 @@
-"""The six rewrite rules, one function each; every one returns the rewritten sentence, or None when unsure.
+"""The hard-negative rules, one function each; every one returns the rewritten sentence, or None when unsure.
 
 * :func:`negate`: the sentence-final predicate negated (``좋았어요`` -> ``좋지 않았어요``);
 * :func:`swap_antonym`: one word replaced by its antonym in the same form (``넓어요`` -> ``좁아요``);
 * :func:`change_number`: one number, counted amount, time of day or weekday changed;
 * :func:`swap_entity`: one city, country, family member or company replaced by another;
 * :func:`swap_roles`: subject and object (or recipient) swapped when both are people or organisations;
-* :func:`change_intent`: in a question or request, another question word or service noun.
+* :func:`change_intent`: in a question or request, another question word or service noun;
+* :func:`negate_lexical`: a lexical opposite inside the sentence (``수 있는`` -> ``수 없는``,
+  ``아는`` -> ``모르는``, ``가능한`` -> ``불가능한``, ``-면 돼요`` -> ``-면 안 돼요``).
 
 Inflected forms come from :mod:`training.augment.hangul`, the content words from
 :mod:`training.augment.wordlists`; the closed grammatical lists each rule needs (particles,
@@ -24,6 +26,7 @@ from training.augment.hangul import (
     FINAL_L,
     FINAL_N,
     FINAL_SS,
+    FORM_KEYS,
     NO_FINAL,
     NOUN_TAILS,
     SUBJECT_PARTICLES,
@@ -51,6 +54,7 @@ from training.augment.wordlists import (
     NEGATION_VERBS,
     QUESTION_WORDS,
     AntonymNoun,
+    AntonymPair,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +294,7 @@ class _Swap:
 _ANTONYM_BLOCKED_AFTER = {"빨리": ("하루라도", "한시라도", "최대한", "가능한", "되도록", "조속히")}
 
 
-def _build_antonym_index() -> dict[str, _Swap]:
+def swap_index(pairs: Iterable[AntonymPair], adverbs: Iterable[tuple[str, str]]) -> dict[str, _Swap]:
     """Surface form -> its swap; surfaces that two pairs would swap differently are dropped."""
     index: dict[str, _Swap] = {}
     clashes: set[str] = set()
@@ -300,7 +304,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
             clashes.add(source)
         index.setdefault(source, swap)
 
-    for pair in ANTONYM_PREDICATES:
+    for pair in pairs:
         first = Predicate.parse(pair.first, pair.adjective[0])
         second = Predicate.parse(pair.second, pair.adjective[1])
         directions = [(first, second, "first")] + ([] if pair.one_way else [(second, first, "second")])
@@ -310,7 +314,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
                 source_form, target_form = source.form(key), target.form(key)
                 if source_form and target_form:
                     add(source_form, _Swap(target_form, stem, side in pair.needs_subject, pair.after))
-    for source, target in ANTONYM_ADVERBS:
+    for source, target in adverbs:
         add(source, _Swap(target, target))
         add(target, _Swap(source, source))
     for surface in clashes:
@@ -318,7 +322,7 @@ def _build_antonym_index() -> dict[str, _Swap]:
     return index
 
 
-_ANTONYM_INDEX = _build_antonym_index()
+_ANTONYM_INDEX = swap_index(ANTONYM_PREDICATES, ANTONYM_ADVERBS)
 _NOUN_ROOTS: dict[str, list[tuple[str, AntonymNoun]]] = {}
 for _pair in ANTONYM_NOUNS:
     _NOUN_ROOTS.setdefault(_pair.first, []).append((_pair.second, _pair))
@@ -600,6 +604,70 @@ def change_intent(sentence: str, rng: random.Random) -> str | None:
                 continue
             others = [group[0] for group in domain if group is not synonyms and group[0] not in sentence]
             options += [(index, other + particle_form(other, tail)) for other in others]
+    if not options:
+        return None
+    index, replacement = rng.choice(options)
+    return with_token(tokens, index, words[index].replaced(replacement))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexical negation: a lexical opposite inside the sentence, unlike the templates above
+# ---------------------------------------------------------------------------------------------
+
+# Forms of the pairs below that are swapped; 알아서 (= at one's discretion), 알게 (되다), 안 (= not),
+# 가능하면 (= if possible), 가능한 (한) (= as ... as possible) are idioms and left out.
+_LEXICAL_KEYS = tuple(k for k in FORM_KEYS if k not in ("aseo", "ge", "mod_past", "myeon", "si_ayo"))
+_LEXICAL_PAIRS = (
+    (Predicate("있"), Predicate("없"), "subject"),  # 주차할 수 있는 -> 주차할 수 없는; not 하고 있는
+    (Predicate("알", adjective=False), Predicate("모르", adjective=False, irregular="르"), ""),
+    (Predicate("가능하"), Predicate("불가능하"), "not_idiom"),
+)
+_LEXICAL_INDEX: dict[str, tuple[str, str]] = {}
+for _first, _second, _context in _LEXICAL_PAIRS:
+    for _key in _LEXICAL_KEYS:
+        for _source, _target in ((_first, _second), (_second, _first)):
+            _surface, _other = _source.form(_key), _target.form(_key)
+            if _surface and _other:
+                _LEXICAL_INDEX.setdefault(_surface, (_other, _context))
+# 가능한 한, 가능한 빨리 (= as soon as possible): no opposite.
+_POSSIBLE_IDIOM_NEXT = ("한", "빨리", "많이", "범위", "조속히", "신속히", "최대한")
+# -면 되다 (it is enough to) -> -면 안 되다 (must not): the one reading of 되다 whose 안 되다 is certain.
+_SUFFICE_FORMS = frozenset(Predicate("되", adjective=False).form(k) for k in ("plain", "seumnida", "ayo", "a"))
+
+
+def negate_lexical(sentence: str, rng: random.Random) -> str | None:
+    """Replaces a lexical opposite inside the sentence: 있다/없다, 알다/모르다, 가능하다/불가능하다, -면 (안) 되다.
+
+    Unlike :func:`negate`, the word may be anywhere but the sentence-final predicate
+    (``주차할 수 있는 곳이 많아요`` -> ``주차할 수 없는 곳이 많아요``, ``아는 사람이`` ->
+    ``모르는 사람이``), and the opposite is another word rather than ``지 않다``; only ``-면 되다``
+    is negated at the end (``예약하면 돼요`` -> ``예약하면 안 돼요``). A word after 안/못 is left alone.
+    """
+    tokens = split_tokens(sentence)
+    words = [Word.of(t) for t in tokens]
+    options: list[tuple[int, str]] = []
+    for index, word in enumerate(words):
+        previous = words[index - 1] if index > 0 else None
+        if previous is not None and (previous.core in _NEGATIVE_WORDS or previous.trail):
+            continue
+        if word.core in _SUFFICE_FORMS and previous is not None and previous.core.endswith("면"):
+            if not previous.core.endswith(("으면서", "면서")):
+                options.append((index, f"안 {word.core}"))
+            continue
+        if index == len(words) - 1 or word.core not in _LEXICAL_INDEX:
+            continue  # the sentence-final predicate is the templates' (negate)
+        target, context = _LEXICAL_INDEX[word.core]
+        if context == "subject":
+            subject = previous is not None and previous.core.endswith(SUBJECT_PARTICLES)
+            if not (previous is not None and previous.core == "수") and not (
+                subject and previous.core not in _NOT_SUBJECTS and previous.core not in _IDIOMS_WITH_EOPDA
+            ):
+                continue
+        if context == "not_idiom" and words[index + 1].core.startswith(_POSSIBLE_IDIOM_NEXT):
+            continue
+        if word.core in ("알고", "모르고") and words[index + 1].core.startswith(("싶", "보니", "보면", "봤")):
+            continue  # 알고 싶다 (= want to know) has no 모르고 싶다; 알고 보니 (= as it turned out)
+        options.append((index, target))
     if not options:
         return None
     index, replacement = rng.choice(options)

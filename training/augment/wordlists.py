@@ -1,7 +1,7 @@
 """The word lists the rules draw from, read from ``wordlists/*.yaml`` (each file says where it comes from).
 
-Content words live in the data files: antonym pairs, the negation lexicon, cities and other
-names, agents, question words and service nouns. Closed grammatical lists (particles, endings,
+Content words live in the data files: antonym and synonym pairs, the negation lexicon, cities
+and other names, agents, question words and service nouns. Closed grammatical lists (particles, endings,
 stems a rule must not touch) stay beside the rule that uses them in :mod:`training.augment.rules`.
 """
 
@@ -27,7 +27,7 @@ _FORM_GROUPS = {"default": DEFAULT_FORMS, "predicate": PREDICATE_FORMS}
 
 @dataclass(frozen=True)
 class AntonymPair:
-    """Two predicates with opposite meanings, swapped in the same inflected form.
+    """Two predicates with opposite meanings (or, in ``synonyms.yaml``, the same), swapped in the same inflected form.
 
     Args:
         first, second: lemmas, ``"가깝다:ㅂ"`` for an ㅂ irregular and ``"빠르다:르"`` for a 르 one.
@@ -136,7 +136,28 @@ CITIES: tuple[str, ...] = tuple(_entities["cities"])
 CITY_NEXT_WORDS: tuple[str, ...] = tuple(_entities["city_next_words"])
 ENTITY_GROUPS: tuple[tuple[str, ...], ...] = tuple(tuple(names) for names in _entities["groups"].values())
 
-AGENTS: tuple[str, ...] = tuple(read_wordlist("agents")["agents"])
+_agents = read_wordlist("agents")
+AGENTS: tuple[str, ...] = tuple(_agents["agents"])
+HONORIFIC_SUBJECTS: tuple[str, ...] = tuple(_agents["honorific"])
+
+_synonyms = read_wordlist("synonyms")
+SYNONYM_PREDICATES: list[AntonymPair] = antonym_predicates(_synonyms["predicates"], "synonyms.yaml predicates")
+SYNONYM_ADVERBS: list[tuple[str, str]] = [tuple(pair) for pair in _synonyms["adverbs"]]
+
+
+def synonym_nouns(groups: list[dict], where: str = "synonyms.yaml nouns") -> list[tuple[str, str]]:
+    """(noun, its synonym) in both directions unless a group is ``one_way``, in file order."""
+    swaps = []
+    for group in groups:
+        group = _checked(group, {"pairs", "one_way"}, where)
+        for first, second in group["pairs"]:
+            swaps.append((first, second))
+            if not group.get("one_way", False):
+                swaps.append((second, first))
+    return swaps
+
+
+SYNONYM_NOUNS: list[tuple[str, str]] = synonym_nouns(_synonyms["nouns"])
 
 _intents = read_wordlist("intents")
 QUESTION_WORDS: tuple[str, ...] = tuple(_intents["question_words"])
