@@ -167,7 +167,7 @@ class DataArguments:
     soft_label_file: str | None = field(
         default=None,
         metadata={
-            "help": "Pairs with teacher labels (research.distill): they replace the labels of the same training "
+            "help": "Pairs with teacher labels (training.distill): they replace the labels of the same training "
             "pairs; pairs not in train_file are added as training pairs. Held-out pairs keep gold labels."
         },
     )

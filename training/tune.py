@@ -237,6 +237,13 @@ def _short(value) -> str:
     return str(value)
 
 
+def fail_interrupted_trials(study: optuna.Study) -> None:
+    """Marks trials left RUNNING by a stopped study as failed, so a resumed study neither counts nor waits on them."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        logger.warning("trial %d was left running by an interrupted study: marked failed", trial.number)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     configure_logging()
@@ -257,10 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(study_dir / 'study.db').resolve()}"
     base = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-    try:
-        require_base_model(base["model_name_or_path"])
-    except BaseModelUnavailable as error:
-        raise SystemExit(f"error: {error}") from None
+    if not args.report_only:  # a report reads the study alone
+        try:
+            require_base_model(base["model_name_or_path"])
+        except BaseModelUnavailable as error:
+            raise SystemExit(f"error: {error}") from None
     study = optuna.create_study(
         study_name=study_name,
         storage=study_storage(storage),
@@ -270,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=max(4, args.workers), n_warmup_steps=1),
     )
     if not args.report_only:
+        fail_interrupted_trials(study)
         space = load_space(args.space)
         deadline = time.time() + args.timeout
         logger.info(

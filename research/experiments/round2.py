@@ -374,7 +374,7 @@ class Round2:
             distill = [
                 self.python,
                 "-m",
-                "research.distill",
+                "training.distill",
                 "--teachers",
                 *map(str, teachers),
                 "--output",

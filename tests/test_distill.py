@@ -1,4 +1,4 @@
-"""Soft labels from k-fold teachers (research.distill) and their use as training labels."""
+"""Soft labels from teacher ensembles and k-fold teachers (training.distill) and their use as training labels."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research.distill import out_of_fold_pairs, repaired_pairs, soft_labels
 from training.data import read_pairs, write_pairs
+from training.distill import out_of_fold_pairs, repaired_pairs, soft_labels
 from training.train import apply_soft_labels
 
 SENTENCES = [
@@ -78,3 +78,27 @@ def test_soft_labels_replace_training_labels_and_add_new_pairs():
     relabelled, added = apply_soft_labels(train, soft)
     assert relabelled["label"].tolist() == [1.5, 2.0] and relabelled["source"].tolist() == ["x", "x"]
     assert added[["sentence1", "sentence2", "label"]].values.tolist() == [["e", "f", 0.5]]
+
+
+def test_ensemble_labels_every_training_pair_of_a_recipe(trained_package, tmp_path):
+    """--recipe: the mean of the teachers' served scores labels the recipe's own training pairs."""
+    from models.scorer import load_scorer
+    from training.distill import Ensemble, ensemble_report, recipe_pairs
+
+    teachers = []
+    for name in ("seed-1", "seed-2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model").symlink_to(trained_package, target_is_directory=True)
+        teachers.append(tmp_path / name)
+    ensemble = Ensemble(teachers, "cpu")
+    pairs = soft_labels(teachers, weight=0.25, recipe="training/configs/tiny.yaml", ensemble=ensemble)
+    gold = recipe_pairs("training/configs/tiny.yaml")
+    assert len(pairs) == len(gold) == 400
+    served = load_scorer(trained_package, "torch", device="cpu").score(list(zip(gold["sentence1"], gold["sentence2"])))
+    expected = np.clip(0.25 * np.asarray(served) + 0.75 * gold["gold"].to_numpy(), 0.0, 5.0)
+    assert pairs["label"].to_numpy() == pytest.approx(expected, abs=1e-5)
+    report = ensemble_report(ensemble, ["data/klue-sts/klue_sts_dev.jsonl"])
+    assert set(report["klue_sts_dev"]) >= {"pearson", "f1"}
+    assert report["contrast_set"]["minimal_pairs"]["held_out"]["all"]["triples"] > 0
+    with pytest.raises(FileNotFoundError, match="no model/"):
+        Ensemble([tmp_path], "cpu")

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Round 4 (issue 16) on one GPU, in calls of under 10 minutes; every call starts from the base and
+# the checkout, so each is self-contained (WORK, default /tmp/r4, is reused when the machine is warm).
+#
+#   BASE_MODEL=/path/to/me5-small-ko research/experiments/round4.sh OUT_DIR STAGE [STOP_SECONDS]
+#
+# STAGE compare (call 1): heal the base (python -m training.heal on the round-4 recipe's training
+#   sentences), then six runs side by side under CUDA MPS, all started together: the shipped
+#   default's recipe (training/configs/me5-small-ko.yaml) from the 4-bit base and from the healed
+#   base, seeds 1-3 each. Then the teacher: the six runs' mean score labels the round-4 recipe's
+#   training pairs (research/configs/me5-small-ko-r4.yaml: + paraphrase positives and lexical
+#   negation) and 5,000 re-paired sentences (python -m training.distill, weight 0.5), and its figures.
+# STAGE student (call 2): needs SOFT (the teacher's labels from call 1) and STUDENT_BASE (the 4-bit
+#   base or, by default, the healed one): three students (research/configs/me5-small-ko-r4-student.yaml,
+#   seeds 1-3). The one with the highest selection score (validation only) comes back as float16
+#   weights in 14 MB parts.
+# STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
+#   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
+#
+# Every run stops at the last epoch that ends within STOP_SECONDS of the script's start (stop_at).
+# Results in OUT_DIR: round4.log, compare.md, results.tar.gz (per-run logs, run.json, metadata.json,
+# contrast.json, heal.json, the study's database and report), r4-soft.jsonl.gz, the chosen student.
+set -u
+out=$1; stage=$2; budget=${3:-480}; t0=$SECONDS; stop=$(( $(date +%s) + budget ))
+w=${WORK:-/tmp/r4}; mkdir -p "$w" "$out"
+python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_MODEL}
+log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/round4.log"; }
+current=training/configs/me5-small-ko.yaml; r4=research/configs/me5-small-ko-r4.yaml
+student=research/configs/me5-small-ko-r4-student.yaml
+source "$(dirname "$0")/jobs.sh"
+
+# The recipes' generated pairs, at the paths the configs name (deterministic: seed 13).
+[ -s outputs/hard-negatives/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
+  outputs/hard-negatives/klue_sts_train.jsonl --per-kind 1000 --seed 13 > "$w/augment-hn.log" 2>&1 &
+[ -s outputs/paraphrases/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
+  outputs/paraphrases/klue_sts_train.jsonl --kinds paraphrases,negation_lexical --per-kind 1000 --seed 13 \
+  > "$w/augment-para.log" 2>&1 &
+wait
+log "augment: $(wc -l < outputs/hard-negatives/klue_sts_train.jsonl) hard negatives, $(wc -l < outputs/paraphrases/klue_sts_train.jsonl) paraphrase pairs"
+
+heal() {
+  [ -s "$w/healed/heal.json" ] && return
+  $python -m training.heal --config $r4 --model_name_or_path "$base" --output_dir "$w/healed" ${HEAL_ARGS:-} \
+    > "$w/heal.log" 2>&1 || { tail -30 "$w/heal.log"; exit 1; }
+  log "healed: $(tr -d '\n ' < "$w/healed/heal.json" | grep -o '"before".*')"
+}
+
+run() { local name=$1 seed=$2 init=$3 config=$4; shift 4
+  OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $python -m training.train --config "$config" \
+    --model_name_or_path "$init" --output_dir "$w/$name-s$seed" --seed "$seed" --data_seed "$seed" --stop_at "$stop" \
+    --disable_tqdm true --save_dtype float32 --save_to_store false --export_onnx false ${EXTRA:-} "$@" \
+    > "$w/$name-s$seed.log" 2>&1 & }
+
+collect() {  # the small files of every run, the study, the reports and the logs, in one archive
+  (cd "$w" && tar cf "$w/results.tar" --ignore-failed-read *.log healed/heal.json */run.json */model/metadata.json \
+    */model/contrast.json teacher.json tune/*/study.db tune/*/report.md tune/*/trials.csv tune/*/best.yaml 2>/dev/null)
+  tar rf "$w/results.tar" -C "$out" compare.md round4.log && gzip -c "$w/results.tar" > "$out/results.tar.gz"
+}
+
+start_mps "$python"; log "CUDA MPS: $mps"
+if [ "$stage" = compare ]; then
+  heal
+  for seed in 1 2 3; do
+    run current-base $seed "$base" $current
+    run current-healed $seed "$w/healed" $current
+  done
+  wait; log "runs done"
+  teachers=$(ls -d "$w"/current-*-s[0-9] | tr '\n' ' ')
+  $python -m training.distill --teachers $teachers --recipe $r4 --repair 5000 --weight 0.5 --device "$device" \
+    --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
+    --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
+elif [ "$stage" = student ]; then
+  soft=${SOFT:?set SOFT to the teacher labels}; init=${STUDENT_BASE:-$w/healed}
+  [ "$init" = "$w/healed" ] && heal
+  mkdir -p outputs/distill && gzip -dc "$soft" > outputs/distill/r4-soft.jsonl
+  for seed in 1 2 3; do run student $seed "$init" $student; done
+  wait; log "runs done"
+  best=$($python - "$w"/student-s*/model <<'PY'
+import json, sys
+scores = {p: json.load(open(p + "/metadata.json")).get("selection", {}).get("score") or 0 for p in sys.argv[1:]}
+print(max(scores, key=scores.get))
+PY
+)
+  log "choice (highest selection score among the students): $best"
+  (cd "$best" && tar czf "$out/choice.tar.gz" *.json) && $python - "$best" "$out" <<'PY'
+import sys
+import torch
+from safetensors.torch import load_file, save_file
+weights = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(sys.argv[1] + "/model.safetensors").items()}
+names, part, size, parts = sorted(weights), {}, 0, []
+for name in names:  # parts under 14 MB: the device returns files of at most 16 MiB
+    part[name] = weights[name]; size += weights[name].numel() * 2
+    if size > 14e6: parts.append(part); part, size = {}, 0
+parts.append(part) if part else None
+for i, p in enumerate(parts):
+    save_file(p, f"{sys.argv[2]}/model-{i:02d}.safetensors")
+PY
+elif [ "$stage" = study ]; then
+  heal
+  study=$w/tune/me5-small-ko-r4; mkdir -p "$study"
+  [ -n "${STUDY_DB:-}" ] && [ ! -s "$study/study.db" ] && cp "$STUDY_DB" "$study/study.db"
+  sed "s#^model_name_or_path: .*#model_name_or_path: $w/healed#" $r4 > "$w/me5-small-ko-r4.yaml"
+  for seed in 1 2 3; do run r4 $seed "$w/healed" $r4; done
+  # its --timeout prunes running trials only when they report an epoch: a hard stop too, so that the reports run
+  timeout -s TERM "$((stop - $(date +%s) + 30))" $python -m training.tune --config "$w/me5-small-ko-r4.yaml" \
+    --space training/configs/search/me5-small-ko-r4.yaml --output-dir "$w/tune" --workers "${WORKERS:-10}" \
+    --n-trials 200 --timeout "$((stop - $(date +%s)))" > "$w/tune.log" 2>&1 || tail -5 "$w/tune.log"
+  $python -m training.tune --config "$w/me5-small-ko-r4.yaml" --space training/configs/search/me5-small-ko-r4.yaml \
+    --output-dir "$w/tune" --report-only >> "$w/tune.log" 2>&1
+  wait; log "runs done"
+  log "study: $(grep -c . "$study/trials.csv" 2>/dev/null) lines in trials.csv"
+else
+  echo "unknown stage $stage: compare, student or study"; exit 2
+fi
+packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
+$python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$w/reports.log" &
+for p in $packages; do
+  $python -m training.contrast "$p" --backend torch --device "$device" --json > "$p/contrast.json" 2>> "$w/reports.log" &
+done
+wait; log "reports done"
+[ -s "$w/r4-soft.jsonl" ] && gzip -c "$w/r4-soft.jsonl" > "$out/r4-soft.jsonl.gz"
+collect; log "collected: $(du -h "$out/results.tar.gz" | cut -f1)"
+cat "$out/compare.md"; rm "$out/compare.md" "$out/round4.log"  # both are in the archive: few files come back
