@@ -314,6 +314,15 @@ def test_release_keeps_the_cpu_subset_and_writes_the_card_from_measurements(trai
         release(no_export, "", tmp_path / "other")
 
 
+def test_the_card_names_a_students_soft_labels(trained_package):
+    from training.release import model_card
+
+    metadata = read_metadata(trained_package)
+    assert "soft labels" not in model_card(metadata, "", 1.0)
+    metadata["data"]["soft_labels"] = [{"path": "outputs/distill/soft.jsonl", "sha256": "ab" * 32, "rows": 26267}]
+    assert "soft labels (soft.jsonl, 26,267 pairs, sha256 abababababab)" in model_card(metadata, "", 1.0)
+
+
 def test_an_oversized_release_leaves_the_current_default_in_place(trained_package, tmp_path, monkeypatch):
     import training.release
 
