@@ -17,6 +17,8 @@
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
 #
+# HEALED_PACKED=FILE.npz skips healing (research/experiments/pack_base.py unpack); PACK_HEALED=1 returns the
+# healed base packed (23 MB, int8 per row) in 15 MB parts: `cat healed.npz.part-* > healed.npz` to carry it.
 # Every run stops at the last epoch that ends within STOP_SECONDS of the script's start (stop_at).
 # Results in OUT_DIR: round4.log, compare.md, results.tar.gz (per-run logs, run.json, metadata.json,
 # contrast.json, heal.json, the study's database and report), r4-soft.jsonl.gz, the chosen student.
@@ -38,11 +40,18 @@ source "$(dirname "$0")/jobs.sh"
 wait
 log "augment: $(wc -l < outputs/hard-negatives/klue_sts_train.jsonl) hard negatives, $(wc -l < outputs/paraphrases/klue_sts_train.jsonl) paraphrase pairs"
 
-heal() {
+heal() {  # HEALED_PACKED: a packed healed base (pack_base.py) instead of healing; PACK_HEALED=1 sends it back
   [ -s "$w/healed/heal.json" ] && return
+  if [ -n "${HEALED_PACKED:-}" ]; then
+    $python "$(dirname "$0")/pack_base.py" unpack "$HEALED_PACKED" "$w/healed" > /dev/null || exit 1
+    log "healed base unpacked from $HEALED_PACKED"; return
+  fi
   $python -m training.heal --config $r4 --model_name_or_path "$base" --output_dir "$w/healed" ${HEAL_ARGS:-} \
     > "$w/heal.log" 2>&1 || { tail -30 "$w/heal.log"; exit 1; }
   log "healed: $(tr -d '\n ' < "$w/healed/heal.json" | grep -o '"before".*')"
+  if [ "${PACK_HEALED:-0}" = 1 ]; then  # files come back at 16 MiB at most: parts, joined with cat
+    $python "$(dirname "$0")/pack_base.py" pack "$w/healed" "$w/healed.npz" > /dev/null && split -b 15m "$w/healed.npz" "$out/healed.npz.part-"
+  fi
 }
 
 run() { local name=$1 seed=$2 init=$3 config=$4; shift 4
