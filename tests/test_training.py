@@ -368,7 +368,8 @@ def test_saving_in_float16_leaves_the_trained_model_in_float32(tiny_base, tmp_pa
 
 @pytest.fixture(scope="module")
 def options_run(tiny_base, tmp_path_factory):
-    """One short run with most options on: held-out sets of every kind, soft labels, R-Drop, averaging."""
+    """One short run with most options on: held-out sets of every kind, soft labels, training triples with
+    the margin term, R-Drop, averaging."""
     from training.train import fine_tune
 
     output_dir = tmp_path_factory.mktemp("options-run")
@@ -381,10 +382,34 @@ def options_run(tiny_base, tmp_path_factory):
         ),
         encoding="utf-8",
     )
+    triples = output_dir / "triples.jsonl"
+    held_out_anchor = read_minimal_pairs(MINIMAL_PAIRS)["anchor"].iloc[0]
+    triples.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"t-{i:03d}",
+                    "category": "negation",
+                    "anchor": held_out_anchor if i == 0 else f"오늘 회의는 {i}층에서 열려요.",
+                    "preserving": f"오늘 미팅은 {i}층에서 합니다.",
+                    "changing": f"오늘 회의는 {i}층에서 안 열려요.",
+                    "preserving_label": 4.6,
+                    "changing_label": 1.0,
+                    "note": "test",
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for i in range(13)
+        ),
+        encoding="utf-8",
+    )
     values = yaml.safe_load(TINY_CONFIG.read_text())
     values.update(
         model_name_or_path=str(tiny_base),
         output_dir=str(output_dir),
+        minimal_pair_train_file=str(triples),
+        minimal_pair_margin_weight=1.0,
         max_train_samples=300,
         num_train_epochs=2,
         average_top_k=2,
@@ -427,6 +452,76 @@ def test_every_held_out_set_is_scored_every_epoch(options_run):
     triples = read_minimal_pairs(MINIMAL_PAIRS)
     # distinct pairs: one preserving pair per anchor, one changing pair per triple
     assert len(result.sets()["contrast_validation"]) == triples["anchor"].nunique() + len(triples)
+
+
+def test_training_triples_skip_held_out_sentences_and_are_recorded(options_run):
+    _, result = options_run
+    assert len(result.data.triples) == 12  # the triple whose anchor is a held-out sentence is dropped
+    assert not set(result.data.triples["anchor"]) & set(read_minimal_pairs(MINIMAL_PAIRS)["anchor"])
+    assert result.data.files["minimal_pair_train"][0].rows == 12
+
+
+def test_a_margin_weight_without_triples_is_refused(tiny_base, tmp_path):
+    from training.train import fine_tune
+
+    values = yaml.safe_load(TINY_CONFIG.read_text())
+    values.update(model_name_or_path=str(tiny_base), output_dir=str(tmp_path), minimal_pair_margin_weight=0.5)
+    with pytest.raises(ValueError, match="minimal_pair_train_file is unset"):
+        fine_tune(arguments_from_dict(values))
+
+
+def test_a_triple_is_one_item_whose_preserving_rows_are_paired_with_its_changing_rows(tiny_base):
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from training.trainer import PairCollator, margin_loss, pair_dataset, pair_tokenizer, triple_dataset
+
+    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
+    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="average")
+    triples = pd.DataFrame(
+        {"anchor": ["문을 열어 줘."], "preserving": ["문 좀 열어 줄래?"], "changing": ["문을 닫아 줘."]}
+        | {"preserving_label": [4.5], "changing_label": [1.0]}
+    )
+    items = triple_dataset(triples, settings, pairs)
+    assert len(items) == 1 and items[0]["labels"] == [4.5, 4.5, 1.0, 1.0]
+    plain = pair_dataset(
+        pd.DataFrame({"sentence1": ["가"], "sentence2": ["나"], "label": [2.0]}), settings, pairs, training=True
+    )
+    batch = PairCollator(pairs, ("input_ids", "attention_mask"))([plain[0], items[0], plain[1]])
+    assert batch["labels"].tolist() == [2.0, 4.5, 4.5, 1.0, 1.0, 2.0]
+    assert batch["margin_rows"].tolist() == [[1, 3], [2, 4]]  # (a, p) over (a, c); (p, a) over (c, a)
+    assert "margin_rows" not in PairCollator(pairs, ("input_ids",))([plain[0]])
+    unit = torch.tensor([0.5, 0.9, 0.4, 0.5, 0.8, 0.5])
+    assert margin_loss(unit, batch["margin_rows"], 0.2).item() == pytest.approx((0.0 + 0.6) / 2)
+
+
+def test_the_margin_term_is_added_to_the_loss_of_batches_with_triples(tiny_base, tmp_path):
+    import pandas as pd
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from training.trainer import PairCollator, StsTrainer, margin_loss, pair_tokenizer, triple_dataset
+
+    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="average")
+    model = build_cross_encoder(str(tiny_base), "cls", settings)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the same forward twice
+    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
+    triples = pd.DataFrame(
+        {"anchor": ["문을 열어 줘.", "비가 와요."], "preserving": ["문 좀 열어 줄래?", "비가 내려요."]}
+        | {"changing": ["문을 닫아 줘.", "비가 안 와요."], "preserving_label": [4.5, 4.8], "changing_label": [1.0, 1.0]}
+    )
+    items = triple_dataset(triples, settings, pairs)
+    batch = PairCollator(pairs, ("input_ids", "attention_mask", "token_type_ids"))([items[0], items[1]])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = StsTrainer(model=model, args=args, settings=settings, objective="bce", margin_weight=2.0, margin=1.0)
+    model.train()
+    rows = batch["margin_rows"]
+    plain = trainer.compute_loss(model, {k: v for k, v in batch.items() if k != "margin_rows"})
+    with_margin = trainer.compute_loss(model, dict(batch))
+    unit = torch.sigmoid(model(**{k: v for k, v in batch.items() if k not in ("labels", "margin_rows")})["logits"])
+    expected = plain + 2.0 * margin_loss(unit.squeeze(-1), rows, 1.0)
+    assert with_margin.item() == pytest.approx(expected.item(), rel=1e-5) and with_margin > plain
 
 
 def test_weight_averaging_records_what_it_tried(options_run):

@@ -70,6 +70,18 @@ class ModelArguments:
         },
     )
 
+    minimal_pair_margin_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the minimal-pair margin term (0 = off; needs minimal_pair_train_file): per training "
+            "triple, max(0, minimal_pair_margin - (score(anchor, preserving) - score(anchor, changing))) on 0-1 "
+            "scores, averaged over the batch's triples, is added to the loss."
+        },
+    )
+    minimal_pair_margin: float = field(
+        default=0.2, metadata={"help": "The margin on 0-1 scores (0.2 = one point of the 0-5 scale)."}
+    )
+
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
@@ -79,6 +91,11 @@ class ModelArguments:
             raise ValueError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
         if self.rdrop_alpha < 0:
             raise ValueError(f"rdrop_alpha must be 0 (off) or positive, got {self.rdrop_alpha}")
+        if self.minimal_pair_margin_weight < 0 or not 0.0 <= self.minimal_pair_margin <= 1.0:
+            raise ValueError(
+                f"minimal_pair_margin_weight must be 0 (off) or positive and minimal_pair_margin in [0, 1], got "
+                f"{self.minimal_pair_margin_weight} and {self.minimal_pair_margin}"
+            )
         if self.symmetry not in (None, *SYMMETRIES):
             raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)} or unset, got {self.symmetry!r}")
         if self.symmetry is not None and (self.symmetry != "none") != self.symmetric:
@@ -127,6 +144,15 @@ class DataArguments:
             "(`eval_contrast_validation_minimal_pair_accuracy`) is weighted into selection by "
             "contrast_validation_weight. Never trained on: training pairs sharing a sentence with any contrast "
             "file are dropped."
+        },
+    )
+    minimal_pair_train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Minimal-pair triples to train on, in the format of data/contrast/ko_minimal_pairs.jsonl (e.g. "
+            "data/contrast/ko_minimal_pairs_train.jsonl): each adds its (anchor, preserving) and (anchor, changing) "
+            "pairs with their labels, and the margin term of minimal_pair_margin_weight. Triples sharing a sentence "
+            "with a held-out, evaluation or contrast set are dropped."
         },
     )
     label_column: str | None = field(default=None, metadata={"help": "Label column; detected when not given."})

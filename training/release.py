@@ -132,7 +132,7 @@ def model_card(metadata: dict, notes: str, size_mb: float) -> str:
     for soft in metadata["data"].get("soft_labels", []):
         extra += (
             f"; soft labels ({Path(soft['path']).name}, {soft['rows']:,} pairs, sha256 {soft['sha256'][:12]}) "
-            "replace the labels of the training pairs they hold and add the rest (see \"How it was made\")"
+            'replace the labels of the training pairs they hold and add the rest (see "How it was made")'
         )
     recipe = "\n".join(f"| {k} | {v} |" for k, v in hyper.items())
     return f"""# ko-sts default model: me5-small-ko cross-encoder for KLUE-STS

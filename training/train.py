@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+from torch.utils.data import ConcatDataset
 from transformers import AutoTokenizer, TrainerCallback, set_seed
 
 from models.backends import accepted_inputs
@@ -47,11 +48,12 @@ from training.contrast import (
     contrast_sentences,
     minimal_pair_score,
     read_minimal_pair_validation,
+    read_minimal_pairs,
 )
-from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
+from training.data import SENTENCE_COLUMNS, FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
 from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
-from training.splits import drop_pairs_sharing_sentences, split_pairs
+from training.splits import drop_pairs_sharing_sentences, normalise_sentence, split_pairs
 from training.trainer import (
     PairCollator,
     PairDataset,
@@ -62,6 +64,7 @@ from training.trainer import (
     pair_dataset,
     pair_tokenizer,
     served_scores,
+    triple_dataset,
 )
 
 logger = logging.getLogger("training")
@@ -79,6 +82,7 @@ class PreparedData:
     # contrast_validation (distinct pairs of the minimal-pair triples; frame.attrs["minimal_pairs"] indexes them)
     evaluation: dict[str, pd.DataFrame]  # reported, never selected on: "dev" and extra sets
     files: dict[str, list[FileInfo]] = field(default_factory=dict)
+    triples: pd.DataFrame | None = None  # minimal-pair triples to train on (minimal_pair_train_file)
 
     @property
     def validation(self) -> pd.DataFrame:
@@ -131,6 +135,11 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         files.setdefault("extra_eval", []).append(_file_info(path, frame))
     for name, frame in {**held_out, **evaluation}.items():
         warn_on_overlap(train, frame, name)
+    triples = None
+    if data_args.minimal_pair_train_file:
+        path = data_args.minimal_pair_train_file
+        triples = training_triples(path, [*held_out.values(), *evaluation.values()], data_args.contrast_validation_file)
+        files["minimal_pair_train"] = [_file_info(path, triples)]
     logger.info(
         "data: %d training pairs; held out (%s split): %s; evaluation sets: %s",
         len(train),
@@ -138,19 +147,23 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
         ", ".join(f"{k} ({len(v)})" for k, v in held_out.items()),
         ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()) or "none",
     )
-    return PreparedData(train=train, held_out=held_out, evaluation=evaluation, files=files)
+    return PreparedData(train=train, held_out=held_out, evaluation=evaluation, files=files, triples=triples)
 
 
-def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str | None = None) -> pd.DataFrame:
-    """Training pairs without any sentence of the contrast files (the contrast set, its paraphrases, the
-    held-out minimal pairs and ``contrast_validation_file``): those are test and selection data only."""
-    paths = [
+def _contrast_paths(contrast_validation_file: str | None) -> list[str | Path]:
+    """The contrast set, its paraphrases, the held-out minimal pairs and ``contrast_validation_file``."""
+    return [
         CONTRAST_FILE,
         PARAPHRASE_FILE,
         MINIMAL_PAIR_FILE,
         *([contrast_validation_file] if contrast_validation_file else []),
     ]
-    sentences = contrast_sentences(paths)
+
+
+def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str | None = None) -> pd.DataFrame:
+    """Training pairs without any sentence of the contrast files (:func:`_contrast_paths`): those are test
+    and selection data only."""
+    sentences = contrast_sentences(_contrast_paths(contrast_validation_file))
     if not sentences:
         return train
     frame = pd.DataFrame({"sentence1": sorted(sentences), "sentence2": sorted(sentences)})
@@ -161,6 +174,25 @@ def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str |
         len(sentences),
     )
     return kept
+
+
+TRIPLE_SENTENCES = ("anchor", "preserving", "changing")
+
+
+def training_triples(path: str, held: list[pd.DataFrame], contrast_validation_file: str | None = None) -> pd.DataFrame:
+    """The minimal-pair triples of ``path`` that share no sentence (normalised) with the ``held`` pair sets
+    or the contrast files."""
+    triples = read_minimal_pairs(path)
+    banned = {normalise_sentence(s) for frame in held for column in SENTENCE_COLUMNS for s in frame[column]}
+    banned |= {normalise_sentence(s) for s in contrast_sentences(_contrast_paths(contrast_validation_file))}
+    shares = np.zeros(len(triples), dtype=bool)
+    for column in TRIPLE_SENTENCES:
+        shares |= triples[column].map(normalise_sentence).isin(banned).to_numpy()
+    if shares.all():
+        raise ValueError(f"{path}: every triple shares a sentence with a held-out or contrast set; none is left")
+    if shares.any():
+        logger.info("%s: dropped %d triples sharing a sentence with a held-out or contrast set", path, shares.sum())
+    return triples[~shares].reset_index(drop=True)
 
 
 def apply_soft_labels(train: pd.DataFrame, soft: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -237,6 +269,11 @@ class TrainingResult:
 def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
     """Trains, selects the best epoch on validation and scores every set with the selected model."""
     model_args, data_args, pipeline, args = arguments
+    if model_args.minimal_pair_margin_weight and not data_args.minimal_pair_train_file:
+        raise ValueError(
+            f"minimal_pair_margin_weight is {model_args.minimal_pair_margin_weight:g} but minimal_pair_train_file "
+            "is unset: name the triples to train on (e.g. data/contrast/ko_minimal_pairs_train.jsonl) or set it to 0"
+        )
     require_base_model(model_args.model_name_or_path)  # before anything slow: a missing base stops at once
     set_seed(args.seed)
     data = prepare_data(data_args)
@@ -262,7 +299,11 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
     trainer = StsTrainer(
         model=model,
         args=args,
-        train_dataset=pair_dataset(data.train, settings, pairs, training=True),
+        train_dataset=pair_dataset(data.train, settings, pairs, training=True)
+        if data.triples is None
+        else ConcatDataset(
+            [pair_dataset(data.train, settings, pairs, training=True), triple_dataset(data.triples, settings, pairs)]
+        ),
         eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
         data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,
@@ -273,6 +314,8 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         objective=model_args.objective,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
         rdrop_alpha=model_args.rdrop_alpha,
+        margin_weight=model_args.minimal_pair_margin_weight,
+        margin=model_args.minimal_pair_margin,
     )
     started = time.monotonic()
     trainer.train()

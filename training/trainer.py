@@ -32,22 +32,31 @@ _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 
 
 class PairDataset(Dataset):
-    """Tokenised sentence pairs with float labels: items ``pair`` (the pair's row, an
-    :class:`~models.pairs.EncodedRows` of one), ``input_ids`` (its ids, which ``group_by_length``
-    measures) and ``labels``."""
+    """Tokenised sentence pairs with float labels: items ``pair`` (the item's rows, an
+    :class:`~models.pairs.EncodedRows`), ``input_ids`` (their ids, which ``group_by_length``
+    measures) and ``labels`` (one per row).
 
-    def __init__(self, pairs: EncodedRows, labels: np.ndarray):
-        if len(pairs) != len(labels):
-            raise ValueError(f"{len(pairs)} pairs for {len(labels)} labels")
+    An item is one pair, or with ``rows_per_item`` > 1 a minimal-pair triple (:func:`triple_dataset`):
+    its first half of rows should score above its second half (``margin``: the collator pairs them).
+    """
+
+    def __init__(self, pairs: EncodedRows, labels: np.ndarray, rows_per_item: int = 1):
+        if len(pairs) != len(labels) or len(labels) % rows_per_item:
+            raise ValueError(f"{len(pairs)} pairs for {len(labels)} labels in items of {rows_per_item} rows")
         self.pairs = pairs
         self.labels = np.asarray(labels, dtype=np.float32)
+        self.rows_per_item = rows_per_item
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) // self.rows_per_item
 
     def __getitem__(self, index: int) -> dict:
-        pair = self.pairs[index : index + 1]
-        return {"pair": pair, "input_ids": pair.ids, "labels": float(self.labels[index])}
+        rows = slice(index * self.rows_per_item, (index + 1) * self.rows_per_item)
+        pair = self.pairs[rows]
+        item = {"pair": pair, "input_ids": pair.ids, "labels": self.labels[rows].tolist()}
+        if self.rows_per_item > 1:
+            item["margin"] = True
+        return item
 
 
 def pair_tokenizer(tokenizer: PreTrainedTokenizerBase, max_length: int) -> PairTokenizer:
@@ -75,7 +84,16 @@ class PairCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         arrays = self.tokenizer.pad(EncodedRows.concat([f["pair"] for f in features]))
         batch = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
-        batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)
+        batch["labels"] = torch.tensor([label for f in features for label in f["labels"]], dtype=torch.float32)
+        margin_rows, start = [], 0  # (row that should score higher, row that should score lower)
+        for feature in features:
+            rows = len(feature["labels"])
+            if feature.get("margin"):
+                half = rows // 2
+                margin_rows.extend((start + i, start + half + i) for i in range(half))
+            start += rows
+        if margin_rows:
+            batch["margin_rows"] = torch.tensor(margin_rows, dtype=torch.long)
         return batch
 
 
@@ -93,6 +111,21 @@ def pair_dataset(
     return PairDataset(tokenizer.encode(first, second), labels)
 
 
+def triple_dataset(triples: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer) -> PairDataset:
+    """Minimal-pair triples to train on: one item per triple holding its (anchor, preserving) rows, then its
+    (anchor, changing) rows (both orders each for a symmetric model), labelled per row."""
+    anchors, preserving, changing = (triples[c].tolist() for c in ("anchor", "preserving", "changing"))
+    if settings.symmetric:
+        first = [x for a, p, c in zip(anchors, preserving, changing) for x in (a, p, a, c)]
+        second = [x for a, p, c in zip(anchors, preserving, changing) for x in (p, a, c, a)]
+    else:
+        first = [x for a in anchors for x in (a, a)]
+        second = [x for p, c in zip(preserving, changing) for x in (p, c)]
+    half = len(first) // len(triples) // 2
+    labels = np.repeat(np.stack([triples["preserving_label"], triples["changing_label"]], axis=1), half, axis=1)
+    return PairDataset(tokenizer.encode(first, second), labels.reshape(-1), rows_per_item=2 * half)
+
+
 def served_scores(settings: ScoreSettings, logits: np.ndarray) -> np.ndarray:
     """Trainer predictions on a :func:`pair_dataset` -> one served score per pair."""
     return settings.scores_from_rows(logits)
@@ -102,6 +135,12 @@ def bce_loss(outputs, labels: torch.Tensor, num_items_in_batch: int | None = Non
     """Binary cross-entropy on labels scaled to 0-1 (the sentence-transformers STS recipe)."""
     logits = outputs["logits"].squeeze(-1).float()
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float() / MAX_SCORE)
+
+
+def margin_loss(unit_scores: torch.Tensor, margin_rows: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean hinge ``max(0, margin - (higher - lower))`` over ``margin_rows`` pairs of row indices (0-1 scores)."""
+    higher, lower = unit_scores[margin_rows[:, 0]], unit_scores[margin_rows[:, 1]]
+    return torch.nn.functional.relu(margin - (higher - lower)).mean()
 
 
 def layerwise_parameter_groups(
@@ -147,6 +186,8 @@ class StsTrainer(Trainer):
         objective: ``mse`` or ``bce`` (the loss on R-Drop's two passes).
         layerwise_lr_decay: learning-rate factor per layer below the head.
         rdrop_alpha: weight of R-Drop's consistency term (0 = off).
+        margin_weight: weight of the minimal-pair margin term on batches with triples (0 = off).
+        margin: the margin, on 0-1 scores.
     """
 
     def __init__(
@@ -158,6 +199,8 @@ class StsTrainer(Trainer):
         objective: str = "mse",
         layerwise_lr_decay: float = 1.0,
         rdrop_alpha: float = 0.0,
+        margin_weight: float = 0.0,
+        margin: float = 0.2,
         **kwargs,
     ):
         self.settings = settings
@@ -166,6 +209,8 @@ class StsTrainer(Trainer):
         self.objective = objective
         self.layerwise_lr_decay = layerwise_lr_decay
         self.rdrop_alpha = rdrop_alpha
+        self.margin_weight = margin_weight
+        self.margin = margin
         self.epoch_scores: dict[str, list[np.ndarray]] = {}
         self._metric_prefix = "eval"
         kwargs.setdefault("compute_loss_func", bce_loss if objective == "bce" else None)
@@ -201,6 +246,19 @@ class StsTrainer(Trainer):
         return metrics
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        margin_rows = inputs.pop("margin_rows", None)
+        if margin_rows is None or not self.margin_weight or not model.training:
+            return self._pair_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = self._pair_loss(model, inputs, True, num_items_in_batch)
+        unit = self._unit_scores(outputs["logits"].squeeze(-1).float())
+        loss = loss + self.margin_weight * margin_loss(unit, margin_rows, self.margin)
+        return (loss, outputs) if return_outputs else loss
+
+    def _unit_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.objective == "bce" else logits / MAX_SCORE
+
+    def _pair_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The regression loss (with R-Drop's term when it is on)."""
         if self.rdrop_alpha == 0 or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels").float()
@@ -210,10 +268,9 @@ class StsTrainer(Trainer):
             task = sum(
                 torch.nn.functional.binary_cross_entropy_with_logits(x, labels / MAX_SCORE) for x in (first, second)
             )
-            unit = torch.sigmoid(first), torch.sigmoid(second)
         else:
             task = sum(torch.nn.functional.mse_loss(x, labels) for x in (first, second))
-            unit = first / MAX_SCORE, second / MAX_SCORE
+        unit = self._unit_scores(first), self._unit_scores(second)
         loss = task / 2 + self.rdrop_alpha * torch.nn.functional.mse_loss(*unit)
         return (loss, {"logits": first.unsqueeze(-1)}) if return_outputs else loss
 
