@@ -2,6 +2,7 @@
 
     python -m training.contrast models/default
     python -m training.contrast outputs/me5-small-ko/model --backend torch --device cuda --json
+    python -m training.contrast pairs data/contrast/ko_minimal_pairs_train.jsonl outputs/minimal_pairs_train.jsonl
 
 Scores every pair of ``data/contrast/ko_contrast.jsonl`` (see ``data/contrast/README.md``)
 through the serving scorer and reports, per category, how often the served flag
@@ -23,6 +24,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +42,11 @@ CONTRAST_DIR = Path(__file__).resolve().parents[1] / "data/contrast"
 CONTRAST_FILE = CONTRAST_DIR / "ko_contrast.jsonl"
 PARAPHRASE_FILE = CONTRAST_DIR / "ko_contrast_paraphrases.jsonl"
 MINIMAL_PAIR_FILE = CONTRAST_DIR / "ko_minimal_pairs.jsonl"
+# Hand-written minimal pairs for *training* (same format as MINIMAL_PAIR_FILE, disjoint from every
+# held-out file); `python -m training.contrast pairs` turns them into training pairs.
+MINIMAL_PAIR_TRAIN_FILE = CONTRAST_DIR / "ko_minimal_pairs_train.jsonl"
+MINIMAL_PAIR_TRAIN_SOURCE = "minimal_pairs_train"  # the ``source`` of those training pairs
+HELD_OUT_FILES = (CONTRAST_FILE, PARAPHRASE_FILE, MINIMAL_PAIR_FILE)  # never trained on
 CATEGORIES = ("paraphrase", "negation", "antonym", "number", "entity_role", "intent", "unrelated")
 CHANGING_CATEGORIES = CATEGORIES[1:]  # a minimal pair's changing variant belongs to one of these
 REQUIRED_KEYS = ("id", "category", "sentence1", "sentence2", "similar", "label", "note")
@@ -328,6 +335,56 @@ def contrast_sentences(paths: list[str | Path] | None = None) -> set[str]:
     return sentences
 
 
+def minimal_pair_training_pairs(triples: pd.DataFrame, source: str = MINIMAL_PAIR_TRAIN_SOURCE) -> pd.DataFrame:
+    """Training pairs from minimal-pair triples: (anchor, preserving, ``preserving_label``) once per
+    distinct pair, then (anchor, changing, ``changing_label``) per triple (each distinct pair once),
+    in file order; columns ``sentence1, sentence2, label, source`` as ``training.data.write_pairs``
+    writes them."""
+    rows: dict[tuple[str, str], float] = {}
+    for anchor, kept, changed, kept_label, changed_label in zip(
+        triples["anchor"],
+        triples["preserving"],
+        triples["changing"],
+        triples["preserving_label"],
+        triples["changing_label"],
+    ):
+        rows.setdefault((anchor, kept), float(kept_label))
+        rows.setdefault((anchor, changed), float(changed_label))
+    return pd.DataFrame(
+        {
+            "sentence1": [first for first, _ in rows],
+            "sentence2": [second for _, second in rows],
+            "label": list(rows.values()),
+            "source": source,
+        }
+    )
+
+
+def write_training_pairs(path: str | Path, output: str | Path) -> pd.DataFrame:
+    """Reads a minimal-pair file for training, checks it against the held-out files and writes
+    :func:`minimal_pair_training_pairs` to ``output`` (JSON Lines).
+
+    Raises:
+        DataValidationError: for a held-out file (:data:`HELD_OUT_FILES`) or triples sharing a
+        sentence with one of them.
+    """
+    from training.data import write_pairs
+
+    path = Path(path)
+    if any(path.resolve() == held_out.resolve() for held_out in HELD_OUT_FILES):
+        raise DataValidationError(f"{path} is held out of training; it cannot become training pairs")
+    triples = read_minimal_pairs(path)
+    held_out = contrast_sentences(list(HELD_OUT_FILES))
+    shared = sorted({s for key in ("anchor", "preserving", "changing") for s in triples[key]} & held_out)
+    if shared:
+        shown = "\n  ".join(shared[:MAX_REPORTED_PROBLEMS])
+        raise DataValidationError(f"{path}: {len(shared)} sentence(s) also in the held-out contrast files:\n  {shown}")
+    pairs = minimal_pair_training_pairs(triples)
+    write_pairs(pairs, output)
+    logger.info("wrote %d training pairs from %d triples to %s", len(pairs), len(triples), output)
+    return pairs
+
+
 def minimal_pair_passes(preserving: np.ndarray, changing: np.ndarray) -> np.ndarray:
     """Per triple: the preserving variant scores above the changing one, at or above 3.0, and the changing below."""
     preserving, changing = np.asarray(preserving, dtype=np.float64), np.asarray(changing, dtype=np.float64)
@@ -475,10 +532,30 @@ def format_report(report: dict) -> str:
     return "\n\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Command-line entry point: prints the tables (or JSON) and returns :func:`contrast_report`'s dict."""
+def pairs_main(argv: list[str]) -> pd.DataFrame:
+    """``python -m training.contrast pairs TRIPLES OUTPUT``: :func:`write_training_pairs`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.contrast pairs",
+        description="Training pairs (source minimal_pairs_train) from a hand-written minimal-pair file for training.",
+    )
+    parser.add_argument("triples", type=Path, help="minimal-pair triples (JSON Lines), not a held-out file")
+    parser.add_argument("output", type=Path, help="pair file to write (JSON Lines)")
+    args = parser.parse_args(argv)
+    return write_training_pairs(args.triples, args.output)
+
+
+def main(argv: list[str] | None = None) -> dict | pd.DataFrame:
+    """Command-line entry point: prints the tables (or JSON) and returns :func:`contrast_report`'s dict;
+    ``pairs TRIPLES OUTPUT`` writes training pairs instead (:func:`pairs_main`) and returns them."""
     configure_logging()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pairs"]:
+        return pairs_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="`python -m training.contrast pairs TRIPLES OUTPUT` writes training pairs from a hand-written "
+        "minimal-pair file for training (data/contrast/ko_minimal_pairs_train.jsonl) instead.",
+    )
     parser.add_argument("package_dir", type=Path)
     parser.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
