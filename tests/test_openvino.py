@@ -58,6 +58,7 @@ def test_openvino_is_chosen_through_the_settings_and_passes_the_start_up_parity_
     assert isinstance(scorer.runtime, OpenVinoRuntime)
     assert scorer.runtime.model.get_property("INFERENCE_NUM_THREADS") == 1
     assert str(scorer.runtime.model.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    assert scorer.runtime.model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0
     delta = check_parity(scorer, trained_package, "tiny:test")
     assert delta is not None and delta <= PARITY_TOLERANCE["onnx"]
 
