@@ -150,7 +150,7 @@ class OpenVinoRuntime(Runtime):
         if device not in ("auto", "cpu"):
             raise RuntimeError(
                 f"device {device!r} was requested but the openvino backend serves on the CPU only; "
-                "use KO_STS_DEVICE=cpu, or KO_STS_BACKEND=torch for a GPU"
+                "use KO_STS_DEVICE=cpu, or KO_STS_BACKEND=torch (or onnx with onnxruntime-gpu) for a GPU"
             )
         self.path = _pick_onnx_file(Path(model_dir), "cpu", onnx_file)
         config = {

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
 
     model_tag: str = Field("ko-sts:latest", description="model in the BentoML store; 'latest' is the newest")
     backend: Backend = Field(
-        "onnx", description="'onnx' (ONNX Runtime), 'openvino' (OpenVINO, CPU, the same int8 file), 'torch' (PyTorch)"
+        "openvino", description="'openvino' (OpenVINO, CPU only), 'onnx' (ONNX Runtime, the same int8 file), 'torch'"
     )
     device: Device = Field("auto", description="'auto' takes a CUDA GPU when the backend sees one")
     onnx_file: str | None = Field(
@@ -119,6 +119,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KO_STS_SYMMETRIC={str(self.symmetric).lower()} contradicts KO_STS_SYMMETRY={self.symmetry}; "
                 "unset KO_STS_SYMMETRIC (KO_STS_SYMMETRY replaces it)"
+            )
+        if self.backend == "openvino" and self.device == "cuda":
+            raise ValueError(
+                "KO_STS_DEVICE=cuda contradicts KO_STS_BACKEND=openvino (the default), which serves on the CPU only; "
+                "set KO_STS_BACKEND=torch (or onnx with onnxruntime-gpu) for a GPU"
             )
         if self.batch_wait_ms >= self.queue_timeout_ms:
             raise ValueError(

@@ -8,12 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from models.backends import ONNX_INT8, OnnxRuntime, OpenVinoRuntime, load_runtime
 from models.scorer import BatchLimits, load_scorer
 from serving.settings import Settings
 from serving.startup import PARITY_TOLERANCE, check_parity
-from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV
+from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV, REPO
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(80).itertuples()]
@@ -63,6 +64,11 @@ def test_openvino_is_chosen_through_the_settings_and_passes_the_start_up_parity_
     assert delta is not None and delta <= PARITY_TOLERANCE["onnx"]
 
 
+def test_openvino_is_the_served_cpu_default():
+    assert Settings(device="cpu").backend == "openvino"
+    assert yaml.safe_load((REPO / "bentofile.yaml").read_text())["docker"]["env"]["KO_STS_BACKEND"] == "openvino"
+
+
 def test_the_shipped_model_passes_its_parity_check_on_openvino():
     delta = check_parity(Settings(backend="openvino").scorer(DEFAULT_PACKAGE), DEFAULT_PACKAGE, "ko-sts:default")
     assert delta is not None and delta <= PARITY_TOLERANCE["onnx"]
@@ -77,3 +83,5 @@ def test_a_missing_openvino_names_the_pip_command(trained_package, monkeypatch):
 def test_openvino_refuses_a_gpu(trained_package):
     with pytest.raises(RuntimeError, match="CPU only"):
         load_runtime(trained_package, "openvino", device="cuda")
+    with pytest.raises(ValueError, match="KO_STS_DEVICE=cuda contradicts KO_STS_BACKEND=openvino"):
+        Settings(device="cuda")
