@@ -226,7 +226,7 @@ class KoSTS:
 
 def _dev_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     """The served runtime's KLUE-STS dev figures for the start-up log line, e.g. 'pearson 0.887, f1 0.814'."""
-    runtime = "onnx_int8" if settings.backend == "onnx" else "pytorch"
+    runtime = "pytorch" if settings.backend == "torch" else "onnx_int8"  # OpenVINO runs the int8 ONNX file too
     dev = metrics.get(runtime, {}).get("dev") or metrics.get("pytorch", {}).get("dev")
     return f"pearson {dev['pearson']:.3f}, f1 {dev['f1']:.3f}" if dev else "not measured"
 

@@ -78,7 +78,7 @@ class BenchConfig:
     baseline_model: str | None = _option(
         None, "package with PyTorch weights for the baseline (default: the model's own folder)"
     )
-    backend: str = _option("onnx", "KO_STS_BACKEND of the service and the in-process ceilings: onnx or torch")
+    backend: str = _option("onnx", "KO_STS_BACKEND of the service and the in-process ceilings: onnx, openvino or torch")
     device: str = _option("cpu", "KO_STS_DEVICE: cpu, cuda or auto; the baseline runs on the same device")
     baseline_dtype: str = _option("float32", "baseline's PyTorch dtype: float32 (the seed's) or float16 (CUDA)")
     env: dict[str, str] = _option(

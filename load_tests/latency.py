@@ -26,7 +26,9 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import get_args
 
+from models.backends import Backend
 from serving.frontend import Frontend
 from serving.link import LinkClient, LinkServer
 from serving.settings import Settings
@@ -87,7 +89,7 @@ async def measure(settings: Settings, model_dir: str, calls: int) -> dict[str, d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m load_tests.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="a model package folder")
-    parser.add_argument("--backend", default="torch", choices=["onnx", "torch"])
+    parser.add_argument("--backend", default="torch", choices=get_args(Backend))
     parser.add_argument("--device", default="cuda", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--calls", type=int, default=300, help="timed calls per stage (after 20 untimed)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Inference runtimes: one forward pass over a padded batch, on ONNX Runtime or PyTorch.
+"""Inference runtimes: one forward pass over a padded batch, on ONNX Runtime, OpenVINO or PyTorch.
 
 A model package (see :mod:`models.package`) holds ``onnx/model_quantized.onnx`` (int8, the CPU
 default), optionally ``onnx/model.onnx`` (float32) and PyTorch weights (``model.safetensors``;
@@ -6,8 +6,9 @@ for the shipped default they are rebuilt from the int8 export when it is stored,
 :mod:`models.weights`). A runtime only runs the network: tokenising, batching and turning
 outputs into scores belong to :class:`models.scorer.Scorer`.
 
-ONNX Runtime never imports torch; PyTorch (and transformers) are imported only when the torch
-backend is chosen.
+OpenVINO runs the same int8 ONNX file on the CPU. ONNX Runtime and OpenVINO never import torch;
+PyTorch (and transformers) are imported only when the torch backend is chosen, OpenVINO only when
+the openvino backend is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import bisect
 import inspect
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from models.pairs import EncodedRows
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["onnx", "torch"]
+Backend = Literal["onnx", "openvino", "torch"]
 Device = Literal["auto", "cpu", "cuda"]
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
 ONNX_SUBDIR = "onnx"
@@ -112,6 +114,70 @@ class OnnxRuntime(Runtime):
         inputs = batch.pad(width, pad_id, out=self._buffers.take(len(batch) * width))
         logits = self.session.run(None, {name: inputs[name] for name in self.input_names})[0].reshape(-1)
         logits = logits[: len(rows)]
+        return lambda: logits
+
+
+OPENVINO_PIN = "openvino==2026.4.1"  # as in requirements/serving.in
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO on the CPU, on the package's int8 ONNX file (or another file under ``onnx/``).
+
+    The graph is compiled once with dynamic shapes; OpenVINO keeps its kernels per input shape
+    itself (graphs reshaped to each pass's static shape measured the same, after about a second
+    of compiling per shape). Compute stays float32 on the int8 weights: no bf16 where the CPU has
+    it, no dynamic int8 activations; one stream runs each pass on every thread, not pinned to
+    cores. A row's logit then moves by at most 2e-6 with its batch-mates on the shipped model
+    (bound 1e-4).
+
+    Args:
+        model_dir: the model package.
+        device: ``auto`` or ``cpu``; OpenVINO is served on the CPU only.
+        onnx_file: a file under ``onnx/``; by default ``model_quantized.onnx``.
+        threads: inference threads; 0 lets OpenVINO use every core (as ONNX Runtime's ``threads``).
+    """
+
+    backend = "openvino"
+
+    def __init__(self, model_dir: str | Path, device: Device = "auto", onnx_file: str | None = None, threads: int = 0):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise RuntimeError(
+                f"KO_STS_BACKEND=openvino needs the openvino package, which is not installed: "
+                f"`pip install {OPENVINO_PIN}` (requirements/serving.txt has it), or serve with KO_STS_BACKEND=onnx"
+            ) from None
+        if device not in ("auto", "cpu"):
+            raise RuntimeError(
+                f"device {device!r} was requested but the openvino backend serves on the CPU only; "
+                "use KO_STS_DEVICE=cpu, or KO_STS_BACKEND=torch (or onnx with onnxruntime-gpu) for a GPU"
+            )
+        self.path = _pick_onnx_file(Path(model_dir), "cpu", onnx_file)
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",  # int8 weights, float32 activations, as ONNX Runtime's level 0
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "ENABLE_CPU_PINNING": "NO",  # the cores are shared with tokenising and HTTP: unpinned measured steadier
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        self.model = ov.Core().compile_model(str(self.path), "CPU", config)
+        self.input_names = tuple(port.any_name for port in self.model.inputs)
+        unknown = set(self.input_names) - set(MODEL_INPUTS)
+        if unknown:
+            raise ValueError(f"{self.path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
+        self.device = "cpu"
+        self.description = f"openvino {ov.__version__} {self.path.name} on cpu"
+        self._request = self.model.create_infer_request()
+        self._lock = threading.Lock()  # an infer request runs one pass at a time
+        self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
+
+    def launch(self, rows: EncodedRows, width: int, pad_id: int) -> Pending:
+        with self._lock:
+            inputs = rows.pad(width, pad_id, out=self._buffers.take(len(rows) * width))
+            self._request.infer({name: inputs[name] for name in self.input_names})
+            logits = self._request.get_output_tensor(0).data.reshape(-1).astype(np.float32)  # a copy
         return lambda: logits
 
 
@@ -390,9 +456,11 @@ def load_runtime(
     threads: int = 0,
     dtype: TorchDtype = "auto",
 ) -> Runtime:
-    """Builds the runtime for ``backend`` (``onnx`` or ``torch``) over a model package."""
+    """Builds the runtime for ``backend`` (``onnx``, ``openvino`` or ``torch``) over a model package."""
     if backend == "onnx":
         return OnnxRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads)
+    if backend == "openvino":
+        return OpenVinoRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads)
     if backend == "torch":
         return TorchRuntime(model_dir, device=device, dtype=dtype)
     raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(get_args(Backend))}")

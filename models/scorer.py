@@ -218,7 +218,7 @@ def load_scorer(
     dtype: TorchDtype = "auto",
     symmetry: Symmetry | bool | None = None,
 ) -> Scorer:
-    """A :class:`Scorer` over a model package, on ONNX Runtime (default) or PyTorch."""
+    """A :class:`Scorer` over a model package, on ONNX Runtime (default), OpenVINO or PyTorch."""
     runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
     return Scorer.over(PairCodec.for_package(model_dir, symmetry), runtime, limits)
 

@@ -806,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHUNK_ROWS,
         help=f"rows read, scored and committed at a time (default {DEFAULT_CHUNK_ROWS}); memory grows with it",
     )
-    score.add_argument("--backend", choices=get_args(Backend), default="onnx", help="onnx (default) or torch")
+    score.add_argument("--backend", choices=get_args(Backend), default="onnx", help="onnx (default), openvino or torch")
     score.add_argument("--device", choices=get_args(Device), default="auto", help="auto (default), cpu or cuda")
     score.add_argument("--onnx-file", help="ONNX file under the package's onnx/ (default: int8 on CPU, fp32 on CUDA)")
     score.add_argument("--dtype", choices=get_args(TorchDtype), default="auto", help="PyTorch weights' dtype")

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KO_STS_")
 
     model_tag: str = Field("ko-sts:latest", description="model in the BentoML store; 'latest' is the newest")
-    backend: Backend = Field("onnx", description="'onnx' (ONNX Runtime) or 'torch' (PyTorch)")
+    backend: Backend = Field(
+        "openvino", description="'openvino' (OpenVINO, CPU only), 'onnx' (ONNX Runtime, the same int8 file), 'torch'"
+    )
     device: Device = Field("auto", description="'auto' takes a CUDA GPU when the backend sees one")
     onnx_file: str | None = Field(
         None, description="ONNX file under onnx/ (default: model_quantized.onnx on CPU, model.onnx on CUDA)"
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     symmetric: bool | None = Field(
         None, description="former setting: true is symmetry 'average', false 'none'; unset: KO_STS_SYMMETRY decides"
     )
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 uses every core")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op or OpenVINO inference threads; 0 uses every core")
     model_process: Literal["auto", "separate", "shared"] = Field(
         "auto",
         description="'separate': the model in a process of its own (one per GPU) fed by the front workers; "
@@ -117,6 +119,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KO_STS_SYMMETRIC={str(self.symmetric).lower()} contradicts KO_STS_SYMMETRY={self.symmetry}; "
                 "unset KO_STS_SYMMETRIC (KO_STS_SYMMETRY replaces it)"
+            )
+        if self.backend == "openvino" and self.device == "cuda":
+            raise ValueError(
+                "KO_STS_DEVICE=cuda contradicts KO_STS_BACKEND=openvino (the default), which serves on the CPU only; "
+                "set KO_STS_BACKEND=torch (or onnx with onnxruntime-gpu) for a GPU"
             )
         if self.batch_wait_ms >= self.queue_timeout_ms:
             raise ValueError(

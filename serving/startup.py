@@ -81,7 +81,8 @@ def check_parity(scorer: Scorer, model_dir: str | Path, tag: str) -> float | Non
     runtime file (exported before the guard existed: a warning, not a refusal).
     """
     runtime = scorer.runtime
-    key = Path(getattr(runtime, "path", "")).name if runtime.backend == "onnx" else TORCH_REFERENCE
+    torch = isinstance(runtime, TorchRuntime)  # else an ONNX file, run by ONNX Runtime or OpenVINO
+    key = TORCH_REFERENCE if torch else Path(runtime.path).name
     reference = reference_scores(read_metadata(model_dir), key)
     if reference is None:
         logger.warning(
@@ -94,7 +95,7 @@ def check_parity(scorer: Scorer, model_dir: str | Path, tag: str) -> float | Non
     pairs, expected = reference
     own = Scorer(runtime, scorer.tokenizer, ScoreSettings.from_model_dir(model_dir), scorer.limits)
     delta = float(np.max(np.abs(own.score(pairs) - np.asarray(expected))))
-    dtype = "onnx" if runtime.backend == "onnx" else str(runtime.model.dtype).removeprefix("torch.")
+    dtype = str(runtime.model.dtype).removeprefix("torch.") if torch else "onnx"
     tolerance = PARITY_TOLERANCE[dtype]
     if delta > tolerance:
         raise ModelRefused(

@@ -114,7 +114,7 @@ def test_truncation_is_reported_per_pair(trained_package):
 
 
 def test_unknown_backend_and_missing_files_say_what_to_do(trained_package, tmp_path):
-    with pytest.raises(ValueError, match="choose one of: onnx, torch"):
+    with pytest.raises(ValueError, match="choose one of: onnx, openvino, torch"):
         load_runtime(trained_package, "tensorrt")
     onnx_only = shutil.copytree(trained_package, tmp_path / "onnx-only", ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(FileNotFoundError, match="KO_STS_BACKEND=onnx"):

@@ -182,7 +182,7 @@ sys.meta_path.insert(0, OnlyServingPackages())
 import service
 
 if sys.argv[1] == "instance":
-    service.KoSTS()  # loads the model and scores the warm-up batch: the whole ONNX serving path
+    service.KoSTS()  # loads the model and scores the warm-up batch: the whole CPU serving path
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
@@ -202,15 +202,16 @@ def default_tag() -> str:
     return str(save_package(DEFAULT_PACKAGE).tag)
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
 @pytest.mark.parametrize("stage", ["import", "instance"])
-def test_onnx_serving_imports_only_the_serving_set(stage, default_tag):
-    """KO_STS_BACKEND=onnx, fresh interpreter: no torch, no transformers, no training code, nothing
-    outside the serving set."""
+def test_cpu_serving_imports_only_the_serving_set(stage, backend, default_tag):
+    """KO_STS_BACKEND=openvino or onnx, fresh interpreter: no torch, no transformers, no training code,
+    nothing outside the serving set."""
     hidden = _modules_outside_serving()
     assert {"torch", "transformers", "pandas"} <= hidden
     env = {
         **os.environ,
-        "KO_STS_BACKEND": "onnx",
+        "KO_STS_BACKEND": backend,
         "KO_STS_DEVICE": "cpu",
         "KO_STS_MODEL_TAG": default_tag,
         "KO_STS_GRPC_PORT": str(free_port()),  # the instance starts the gRPC server too
