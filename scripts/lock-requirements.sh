@@ -2,8 +2,8 @@
 # Regenerates the locked requirement sets from requirements/*.in: `make lock`.
 #
 #   dev.txt      training, export, tests, benchmarks (what `make install` puts in .venv)
-#   gpu.txt      GPU serving: serving + torch (CUDA wheels from PyPI) + transformers
-#   serving.txt  CPU serving on ONNX Runtime: no torch, no transformers
+#   gpu.txt      GPU serving: serving (less OpenVINO) + torch (CUDA wheels from PyPI) + transformers
+#   serving.txt  CPU serving on OpenVINO or ONNX Runtime: no torch, no transformers
 #
 # Resolved by `uv pip compile` for CPython 3.11 on x86_64 Linux (manylinux_2_28) against PyPI,
 # whatever machine runs it. dev.txt is resolved first; gpu.txt and serving.txt are constrained
@@ -32,7 +32,9 @@ compile() {  # compile IN OUT [extra uv args]
 no_emit=()
 for package in "${CUDA_ONLY[@]}"; do no_emit+=(--no-emit-package "$package"); done
 compile requirements/dev.in requirements/dev.txt "${no_emit[@]}"
-compile requirements/gpu.in requirements/gpu.txt --constraint requirements/dev.txt
+# OpenVINO is the CPU runtime: the GPU set (and the GPU machine's carried wheels) leave it out
+compile requirements/gpu.in requirements/gpu.txt --constraint requirements/dev.txt \
+    --no-emit-package openvino --no-emit-package openvino-telemetry
 compile requirements/serving.in requirements/serving.txt --constraint requirements/dev.txt
 
 # The CPU serving set must stay free of PyTorch and transformers.
