@@ -28,6 +28,7 @@ SETS = ("serving", "gpu", "dev")
 TORCH = "2.13.0"
 # Wheels PyPI's torch pulls on Linux; dev.txt leaves them to torch's own exact pins (see make lock).
 CUDA_ONLY = re.compile(r"^(nvidia-(?!ml-py).*|cuda-.*|triton)$")
+CPU_ONLY = {"openvino", "openvino-telemetry"}  # the CPU runtime: the lock script leaves it out of gpu.txt
 # Installer tooling that a venv's site-packages imports by itself (setuptools' distutils shim).
 TOOLING = {"pip", "setuptools", "_distutils_hack", "pkg_resources"}
 
@@ -66,6 +67,8 @@ def test_each_lock_pins_what_its_in_file_asks_for(name):
             if line.startswith("-r "):
                 stack.append(path.parent / line[3:].strip())
         asked.update(_pins(path))
+    if name == "gpu":
+        asked = {pkg: version for pkg, version in asked.items() if pkg not in CPU_ONLY}
     stale = {pkg: (version, lock.get(pkg)) for pkg, version in asked.items() if lock.get(pkg) != version}
     assert not stale, f"requirements/{name}.txt is stale ((.in, .txt) versions): {stale}; run make lock"
 
@@ -79,9 +82,10 @@ def test_serving_set_has_no_torch_transformers_or_training_packages():
 
 
 def test_sets_nest_and_agree_on_every_version():
-    """serving ⊂ gpu ⊂ dev (less the CUDA wheels), each package at one version everywhere."""
+    """serving (less OpenVINO) ⊂ gpu ⊂ dev (less the CUDA wheels), each package at one version everywhere."""
     serving, gpu, dev = (LOCKS[name] for name in SETS)
-    assert serving.keys() <= gpu.keys()
+    assert CPU_ONLY <= serving.keys() and not CPU_ONLY & gpu.keys() and CPU_ONLY <= dev.keys()
+    assert serving.keys() - CPU_ONLY <= gpu.keys()
     assert {p for p in gpu if not CUDA_ONLY.match(p)} <= dev.keys()
     for small, large in ((serving, gpu), (gpu, dev)):
         differ = {p: (v, large[p]) for p, v in small.items() if p in large and large[p] != v}
