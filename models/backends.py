@@ -69,6 +69,15 @@ class Runtime(ABC):
         return "transient" if isinstance(error, MemoryError) else "error"
 
 
+def _graph_inputs(path: Path, names: Iterable[str]) -> tuple[str, ...]:
+    """An ONNX graph's input names, refused unless each is one of :data:`MODEL_INPUTS`."""
+    names = tuple(names)
+    unknown = set(names) - set(MODEL_INPUTS)
+    if unknown:
+        raise ValueError(f"{path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
+    return names
+
+
 class OnnxRuntime(Runtime):
     """ONNX Runtime: the int8 export on CPU, the float32 export on CUDA.
 
@@ -100,10 +109,7 @@ class OnnxRuntime(Runtime):
         options.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
-        unknown = set(self.input_names) - set(MODEL_INPUTS)
-        if unknown:
-            raise ValueError(f"{self.path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
+        self.input_names = _graph_inputs(self.path, (i.name for i in self.session.get_inputs()))
         self.device = device
         self.description = f"onnxruntime {ort.__version__} {self.path.name} on {device}"
         self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
@@ -163,10 +169,7 @@ class OpenVinoRuntime(Runtime):
         if threads:
             config["INFERENCE_NUM_THREADS"] = str(threads)
         self.model = ov.Core().compile_model(str(self.path), "CPU", config)
-        self.input_names = tuple(port.any_name for port in self.model.inputs)
-        unknown = set(self.input_names) - set(MODEL_INPUTS)
-        if unknown:
-            raise ValueError(f"{self.path}: unexpected graph input(s) {', '.join(sorted(unknown))}")
+        self.input_names = _graph_inputs(self.path, (port.any_name for port in self.model.inputs))
         self.device = "cpu"
         self.description = f"openvino {ov.__version__} {self.path.name} on cpu"
         self._request = self.model.create_infer_request()

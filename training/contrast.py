@@ -61,7 +61,8 @@ MINIMAL_PAIR_KEYS = (
     "changing_label",
     "note",
 )
-TRIPLE_COLUMNS = ("category", "anchor", "preserving", "changing", "preserving_label", "changing_label")
+TRIPLE_SENTENCES = ("anchor", "preserving", "changing")  # the sentence columns of a minimal-pair triple
+TRIPLE_COLUMNS = ("category", *TRIPLE_SENTENCES, "preserving_label", "changing_label")
 
 
 def _label_problem(key: str, label: object) -> str | None:
@@ -134,11 +135,11 @@ def _minimal_pair_problems(record: dict) -> list[str]:
         problems.append("id must be a non-empty string")
     if record["category"] not in CHANGING_CATEGORIES:
         problems.append(f"category {record['category']!r} is not one of {', '.join(CHANGING_CATEGORIES)}")
-    problems += _text_problems(record, ("anchor", "preserving", "changing"))
+    problems += _text_problems(record, TRIPLE_SENTENCES)
     if not isinstance(record["note"], str):
         problems.append("note must be a string")
     if not problems:
-        texts = [record[key].strip() for key in ("anchor", "preserving", "changing")]
+        texts = [record[key].strip() for key in TRIPLE_SENTENCES]
         if len(set(texts)) < 3:
             problems.append("anchor, preserving and changing must be three different sentences")
     for key, similar in (("preserving_label", True), ("changing_label", False)):
@@ -330,7 +331,7 @@ def contrast_sentences(paths: list[str | Path] | None = None) -> set[str]:
         if not path.is_file():
             continue
         frame = readers.get(path, read_minimal_pairs)(path)
-        columns = [c for c in ("sentence1", "sentence2", "anchor", "preserving", "changing") if c in frame]
+        columns = [c for c in ("sentence1", "sentence2", *TRIPLE_SENTENCES) if c in frame]
         sentences |= {s for column in columns for s in frame[column]}
     return sentences
 
@@ -375,7 +376,7 @@ def write_training_pairs(path: str | Path, output: str | Path) -> pd.DataFrame:
         raise DataValidationError(f"{path} is held out of training; it cannot become training pairs")
     triples = read_minimal_pairs(path)
     held_out = contrast_sentences(list(HELD_OUT_FILES))
-    shared = sorted({s for key in ("anchor", "preserving", "changing") for s in triples[key]} & held_out)
+    shared = sorted({s for key in TRIPLE_SENTENCES for s in triples[key]} & held_out)
     if shared:
         shown = "\n  ".join(shared[:MAX_REPORTED_PROBLEMS])
         raise DataValidationError(f"{path}: {len(shared)} sentence(s) also in the held-out contrast files:\n  {shown}")

@@ -147,16 +147,15 @@ def soft_labels(
     """Every soft-labelled pair: training pairs (the recipe's, or out-of-fold), augmented pairs, re-paired sentences."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be between 0 and 1, got {weight}")
+    if ensemble is None and (recipe is not None or augment or repair):
+        ensemble = Ensemble(teachers, device)
     if recipe is not None:
-        ensemble = ensemble or Ensemble(teachers, device)
         base = recipe_pairs(recipe)
         base = base.assign(teacher=ensemble.frame_scores(base))
         logger.info("%s: %d training pairs labelled by %d teachers", recipe, len(base), len(teachers))
     else:
         base = out_of_fold_pairs(teachers)
     frames = [base.assign(label=weight * base["teacher"] + (1 - weight) * base["gold"])]
-    if augment or repair:
-        ensemble = ensemble or Ensemble(teachers, device)
     for path in augment:
         extra = read_pairs(path)
         teacher = ensemble.frame_scores(extra)

@@ -221,12 +221,22 @@ def split_pairs(pairs: pd.DataFrame, settings: SplitSettings) -> dict[str, pd.Da
     return {"train": train, **held_out}
 
 
+def normalised_sentences(frames: list[pd.DataFrame]) -> set[str]:
+    """Every sentence (normalised) of the pair sets ``frames``."""
+    return {normalise_sentence(s) for frame in frames for c in SENTENCE_COLUMNS for s in frame[c]}
+
+
+def sharing_sentences(frame: pd.DataFrame, columns: tuple[str, ...], held: set[str]) -> np.ndarray:
+    """Per row of ``frame``: whether any of its ``columns`` holds a sentence whose normalised form is in ``held``."""
+    shares = np.zeros(len(frame), dtype=bool)
+    for column in columns:
+        shares |= frame[column].map(normalise_sentence).isin(held).to_numpy()
+    return shares
+
+
 def drop_pairs_sharing_sentences(pairs: pd.DataFrame, held_out: list[pd.DataFrame], name: str) -> pd.DataFrame:
     """Drops pairs with a sentence (normalised) of a held-out set: augmented pairs built from its sentences leak."""
-    held = {normalise_sentence(s) for frame in held_out for c in SENTENCE_COLUMNS for s in frame[c]}
-    shares = pairs["sentence1"].map(normalise_sentence).isin(held) | pairs["sentence2"].map(normalise_sentence).isin(
-        held
-    )
+    shares = sharing_sentences(pairs, SENTENCE_COLUMNS, normalised_sentences(held_out))
     if shares.any():
         logger.info("%s: dropped %d pairs that share a sentence with a held-out set", name, int(shares.sum()))
     return pairs[~shares].reset_index(drop=True)

@@ -40,20 +40,25 @@ from training.arguments import (
 )
 from training.base_model import BaseModelUnavailable, require_base_model
 from training.contrast import (
-    CONTRAST_FILE,
     CONTRAST_VALIDATION,
-    MINIMAL_PAIR_FILE,
+    HELD_OUT_FILES,
     MINIMAL_PAIR_METRIC,
-    PARAPHRASE_FILE,
+    TRIPLE_SENTENCES,
     contrast_sentences,
     minimal_pair_score,
     read_minimal_pair_validation,
     read_minimal_pairs,
 )
-from training.data import SENTENCE_COLUMNS, FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
+from training.data import FileInfo, merge_duplicate_pairs, read_pairs, warn_on_overlap
 from training.logs import configure_logging
 from training.metrics import metrics_by_source, sts_metrics
-from training.splits import drop_pairs_sharing_sentences, normalise_sentence, split_pairs
+from training.splits import (
+    drop_pairs_sharing_sentences,
+    normalise_sentence,
+    normalised_sentences,
+    sharing_sentences,
+    split_pairs,
+)
 from training.trainer import (
     PairCollator,
     PairDataset,
@@ -151,13 +156,9 @@ def prepare_data(data_args: DataArguments) -> PreparedData:
 
 
 def _contrast_paths(contrast_validation_file: str | None) -> list[str | Path]:
-    """The contrast set, its paraphrases, the held-out minimal pairs and ``contrast_validation_file``."""
-    return [
-        CONTRAST_FILE,
-        PARAPHRASE_FILE,
-        MINIMAL_PAIR_FILE,
-        *([contrast_validation_file] if contrast_validation_file else []),
-    ]
+    """The held-out contrast files (the contrast set, its paraphrases, the held-out minimal pairs) and
+    ``contrast_validation_file``."""
+    return [*HELD_OUT_FILES, *([contrast_validation_file] if contrast_validation_file else [])]
 
 
 def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str | None = None) -> pd.DataFrame:
@@ -176,18 +177,13 @@ def drop_contrast_sentences(train: pd.DataFrame, contrast_validation_file: str |
     return kept
 
 
-TRIPLE_SENTENCES = ("anchor", "preserving", "changing")
-
-
 def training_triples(path: str, held: list[pd.DataFrame], contrast_validation_file: str | None = None) -> pd.DataFrame:
     """The minimal-pair triples of ``path`` that share no sentence (normalised) with the ``held`` pair sets
     or the contrast files."""
     triples = read_minimal_pairs(path)
-    banned = {normalise_sentence(s) for frame in held for column in SENTENCE_COLUMNS for s in frame[column]}
+    banned = normalised_sentences(held)
     banned |= {normalise_sentence(s) for s in contrast_sentences(_contrast_paths(contrast_validation_file))}
-    shares = np.zeros(len(triples), dtype=bool)
-    for column in TRIPLE_SENTENCES:
-        shares |= triples[column].map(normalise_sentence).isin(banned).to_numpy()
+    shares = sharing_sentences(triples, TRIPLE_SENTENCES, banned)
     if shares.all():
         raise ValueError(f"{path}: every triple shares a sentence with a held-out or contrast set; none is left")
     if shares.any():
@@ -296,14 +292,13 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         *([time_limit] if time_limit else []),
         *([StopAfterEpoch(pipeline.stop_after_epoch)] if pipeline.stop_after_epoch else []),
     ]
+    train_dataset = pair_dataset(data.train, settings, pairs, training=True)
+    if data.triples is not None:
+        train_dataset = ConcatDataset([train_dataset, triple_dataset(data.triples, settings, pairs)])
     trainer = StsTrainer(
         model=model,
         args=args,
-        train_dataset=pair_dataset(data.train, settings, pairs, training=True)
-        if data.triples is None
-        else ConcatDataset(
-            [pair_dataset(data.train, settings, pairs, training=True), triple_dataset(data.triples, settings, pairs)]
-        ),
+        train_dataset=train_dataset,
         eval_dataset={name: sets[name] for name in [*data.held_out, "dev"] if name in sets},
         data_collator=PairCollator(pairs, accepted_inputs(model.forward)),
         processing_class=tokenizer,

@@ -22,7 +22,7 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 
 from models.pairs import EncodedRows, PairTokenizer
 from models.scoring import MAX_SCORE, ScoreSettings
-from training.contrast import MINIMAL_PAIR_METRIC, minimal_pair_score
+from training.contrast import MINIMAL_PAIR_METRIC, TRIPLE_SENTENCES, minimal_pair_score
 from training.data import with_swapped_pairs
 from training.metrics import sts_metrics
 
@@ -114,7 +114,7 @@ def pair_dataset(
 def triple_dataset(triples: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer) -> PairDataset:
     """Minimal-pair triples to train on: one item per triple holding its (anchor, preserving) rows, then its
     (anchor, changing) rows (both orders each for a symmetric model), labelled per row."""
-    anchors, preserving, changing = (triples[c].tolist() for c in ("anchor", "preserving", "changing"))
+    anchors, preserving, changing = (triples[c].tolist() for c in TRIPLE_SENTENCES)
     if settings.symmetric:
         first = [x for a, p, c in zip(anchors, preserving, changing) for x in (a, p, a, c)]
         second = [x for a, p, c in zip(anchors, preserving, changing) for x in (p, a, c, a)]

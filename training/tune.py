@@ -240,7 +240,7 @@ def _short(value) -> str:
 def fail_interrupted_trials(study: optuna.Study) -> None:
     """Marks trials left RUNNING by a stopped study as failed, so a resumed study neither counts nor waits on them."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
         logger.warning("trial %d was left running by an interrupted study: marked failed", trial.number)
 
 
