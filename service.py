@@ -17,10 +17,13 @@ recorded at export (``serving/startup.py``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from typing import Annotated
 
 import bentoml
+from bentoml.validators import ContentType
 from starlette.responses import JSONResponse
 
 from models.package import base_model_name, metrics_by_runtime, read_metadata
@@ -40,6 +43,7 @@ from serving.startup import check_parity, check_stored_model, pin_gpu, start_eng
 logger = logging.getLogger("bentoml.ko_sts")
 
 MODEL_HEADER = "X-Ko-Sts-Model"
+JSON = ContentType("application/json")  # stated, so BentoML need not derive it from a JSON schema per answer
 LINK_GRACE_S = 120.0  # a front stays alive this long without its model process (restarting) before liveness fails
 
 settings = Settings()
@@ -60,6 +64,7 @@ class ScoringModel:
         self.engine = start_engine(settings, self.model.path, str(self.model.tag))
         uri = runner_uri(ScoringModel.name)
         self.link = LinkServer(self.engine, socket_path(uri, index), self.status) if uri else None
+        gc.freeze()  # what start-up built lives as long as the process: later collections need not scan it
 
     def __is_alive__(self) -> bool:
         return self.engine.alive and (self.link is None or self.link.alive)
@@ -138,6 +143,7 @@ class KoSTS:
         logger.info(
             "serving %s (%s; dev %s) with %s", self.tag, self.info.base_model, _dev_metrics(self.info.metrics), rows
         )
+        gc.freeze()  # what start-up built lives as long as the process: later collections need not scan it
 
     def _model_status(self, status: dict) -> None:
         """The model process's status, as its link connects: the device it runs on."""
@@ -169,7 +175,7 @@ class KoSTS:
         await self.frontend.close()
 
     @bentoml.api(input_spec=REQUESTS.score)
-    async def score(self, pairs: list[SentencePair], ctx: bentoml.Context) -> list[PairScore]:
+    async def score(self, pairs: list[SentencePair], ctx: bentoml.Context) -> Annotated[list[PairScore], JSON]:
         """One score per pair, in request order."""
         try:
             result = await self.frontend.score(check_pairs([(p.sentence1, p.sentence2) for p in pairs], self.rules))
@@ -184,7 +190,7 @@ class KoSTS:
     @bentoml.api(input_spec=REQUESTS.rank)
     async def rank(
         self, query: str, candidates: list[str], ctx: bentoml.Context, top_k: int | None = None
-    ) -> list[RankedCandidate]:
+    ) -> Annotated[list[RankedCandidate], JSON]:
         """Candidates by descending similarity to the query (ties by index), at most ``top_k``."""
         try:
             result = await self.frontend.score(check_rank(query, candidates, top_k, self.rules))
@@ -202,7 +208,7 @@ class KoSTS:
         ]
 
     @bentoml.api
-    def model_info(self, ctx: bentoml.Context) -> ModelInfo:
+    def model_info(self, ctx: bentoml.Context) -> Annotated[ModelInfo, JSON]:
         """The served model's tag, backend, device, base model and evaluation metrics."""
         ctx.response.headers[MODEL_HEADER] = self.tag
         return self.info

@@ -32,7 +32,6 @@ async def measure(url: str, route: str, clients: int, calls: int, seconds: float
     body = json.dumps({"ids": [list(range(48)), list(range(48, 96))]}).encode()
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(url) as session:
-
         failed = 0
 
         async def call() -> None:

@@ -49,6 +49,17 @@ def roles(root_pid: int) -> dict[int, str]:
     return found
 
 
+def cpu_seconds(processes: dict[int, str]) -> dict[str, float]:
+    """Each process's CPU time so far (user + system), by role."""
+    import psutil
+
+    times = {}
+    for pid, role in processes.items():
+        cpu = psutil.Process(pid).cpu_times()
+        times[role] = cpu.user + cpu.system
+    return times
+
+
 def summarise(path: Path, seconds: float, rate: int) -> str:
     """A process's busy share and its top functions, from py-spy's collapsed stacks (``frame;frame count``)."""
     leaves: collections.Counter = collections.Counter()
@@ -71,7 +82,10 @@ def summarise(path: Path, seconds: float, rate: int) -> str:
     return "\n".join(lines)
 
 
-async def drive(url: str, pairs, mix: int, clients: int, seconds: float) -> dict:
+async def drive(
+    url: str, pairs, mix: int, clients: int, seconds: float, processes: dict[int, str]
+) -> tuple[dict, dict[str, float]]:
+    """Closed-loop load after a warm-up: the window's summary and each process's CPU seconds in it."""
     from load_tests.load import HttpTransport
 
     transport = HttpTransport(url, timeout_s=60)
@@ -80,8 +94,10 @@ async def drive(url: str, pairs, mix: int, clients: int, seconds: float) -> dict
         payloads = [transport.prepare(p) for p in request_pairs(pairs, mix)]
         driver = LoadDriver(transport)
         await driver.closed_loop(payloads, mix, clients, 2.0, 0.0)  # warm-up
-        window = await driver.closed_loop(payloads, mix, clients, seconds, 1.0)
-        return window.summary()
+        before = cpu_seconds(processes)
+        window = await driver.closed_loop(payloads, mix, clients, seconds, 0.0)
+        after = cpu_seconds(processes)
+        return window.summary(), {role: after[role] - before[role] for role in before}
     finally:
         await transport.stop()
 
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         time.sleep(0.5)
         pairs = read_sentence_pairs(REPO / args.data)
-        load = asyncio.run(drive(server.url, pairs, args.mix, args.clients, args.seconds))
+        load, spent = asyncio.run(drive(server.url, pairs, args.mix, args.clients, args.seconds, processes))
         for sampler in samplers:
             sampler.wait(timeout=120)
     finally:
@@ -132,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Load: {load['pairs_per_s']:.0f} pairs/s, p50 {load['p50_ms']:.1f} ms, errors {load['errors'] or 'none'}; "
         f"settings {env}; model {model.tag}",
+        "",
+        "CPU per request (user + system, over the window): "
+        + ", ".join(f"{role} {1000 * seconds / max(load['requests'], 1):.2f} ms" for role, seconds in spent.items()),
         "",
     ]
     profiles = sorted(args.output.glob("*-*.txt"))

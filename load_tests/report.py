@@ -292,7 +292,8 @@ def _probes(results: dict) -> list[str]:
 def _model_only(results: dict) -> list[str]:
     model = results["model_only"]
     lines = [
-        f"{_num(model['pairs_per_s'])} pairs/s: KLUE-STS dev tokenised, sorted by length, cut into "
+        f"{_num(model['pairs_per_s'])} pairs/s: the {_num(model['pairs'])} pairs of `{results['config']['data']}` "
+        "tokenised, sorted by length, cut into "
         f"{model['passes']} passes by the service's limits ({_num(model['mean_batch_pairs'])} pairs each, "
         f"{model['padding']:.0%} padding) and padded up front; {model['mean_pass_ms']:.2f} ms per pass.",
     ]

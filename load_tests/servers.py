@@ -346,14 +346,17 @@ def release_memory() -> None:
 def model_only(model_dir: Path, env: dict[str, str], pairs: list[Pair], seconds: float, warmup: float) -> dict:
     """Pairs/s of bare forward passes: rows tokenised, sorted by length and cut by the service's limits up front.
 
-    Passes are launched the way the engine launches them (the next one before the previous one's
+    With ``KO_STS_TORCH_COMPILE`` on a GPU the model is compiled as the service compiles it. Passes are
+    launched the way the engine launches them (the next one before the previous one's
     logits are collected); the clock stops when the last logits are on the host, so on a GPU
     every pass counted has finished. On a GPU the answer also holds the peak of device memory the
     passes took (``torch.cuda.max_memory_reserved``).
     """
     from models.scorer import plan_passes
 
-    scorer, _ = load_service_scorer(model_dir, env)
+    scorer, settings = load_service_scorer(model_dir, env)
+    if settings.torch_compile and scorer.device.startswith("cuda"):
+        scorer.runtime.compile()  # as the service's model process does (KO_STS_TORCH_COMPILE)
     rows = scorer.encode(pairs)
     passes = [(rows[indices], indices) for indices in plan_passes(rows.lengths, scorer.limits)]
     widths = [int(scorer.limits.padded(int(batch.lengths.max()))) for batch, _ in passes]

@@ -255,6 +255,7 @@ class TorchRuntime(Runtime):
             model_dir, dtype=getattr(torch, dtype), attn_implementation=register_static_sdpa()
         )
         self.model.to(device).eval()
+        self._forward: Callable[..., Any] = self.model  # the module, or its compiled form (:meth:`compile`)
         self.input_names = accepted_inputs(self.model.forward)
         self.device = str(self.model.device)
         self.description = f"torch {torch.__version__} {dtype} on {self.device}"
@@ -269,7 +270,7 @@ class TorchRuntime(Runtime):
         if not self._cuda:
             batch = rows.pad(width, pad_id, out=self._buffers.take(len(rows) * width))
             with torch.inference_mode():
-                result = self.model(**{name: torch.from_numpy(batch[name]) for name in self.input_names})
+                result = self._forward(**{name: torch.from_numpy(batch[name]) for name in self.input_names})
             logits = result.logits.float().reshape(-1).numpy().copy()
             return lambda: logits
         graph = self._graph_for(len(rows), width)
@@ -287,7 +288,7 @@ class TorchRuntime(Runtime):
             else:
                 inputs = {name: host[name].to(self.model.device, non_blocking=True) for name in self.input_names}
                 slot.copied.record()
-                logits = self.model(**inputs).logits.float().reshape(-1)
+                logits = self._forward(**inputs).logits.float().reshape(-1)
             return slot.fetch(logits, len(rows))
 
     def failure(self, error: BaseException) -> Failure:
@@ -298,6 +299,24 @@ class TorchRuntime(Runtime):
         if self._cuda and ("CUDA error" in str(error) or isinstance(error, getattr(torch, "AcceleratorError", ()))):
             return "fatal"
         return super().failure(error)
+
+    def compile(self) -> None:
+        """Runs the model through ``torch.compile`` (Inductor: layer norms, GELU and residual adds fused into
+        fewer kernels), with dynamic shapes so that passes of any size share a few compilations.
+
+        It compiles at once, on a small pass, and raises (keeping the model uncompiled) where it cannot,
+        e.g. without a C compiler for Triton. Call it before :meth:`capture_graphs`, whose graphs then
+        record the fused kernels. It takes a minute or so (Inductor's cache shortens later starts).
+        """
+        torch = self._torch
+        compiled = torch.compile(self.model, dynamic=True)
+        inputs = {name: torch.zeros((2, 16), dtype=torch.int64, device=self.model.device) for name in self.input_names}
+        inputs["input_ids"] = torch.ones_like(inputs["input_ids"])
+        if "attention_mask" in inputs:
+            inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
+        with torch.inference_mode(), self._attention():
+            compiled(**inputs)
+        self._forward = compiled
 
     def capture_graphs(self, shapes: Iterable[tuple[int, int]], pad_id: int) -> None:
         """Captures a CUDA graph of the forward pass for each (rows, width); later passes that fit one replay it.
@@ -320,12 +339,12 @@ class TorchRuntime(Runtime):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode(), self._attention():
-                for _ in range(2):  # kernels choose their algorithms outside the capture
-                    self.model(**inputs)
+                for _ in range(2):  # kernels choose their algorithms (and compile) outside the capture
+                    self._forward(**inputs)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), self._attention(), torch.cuda.graph(graph, pool=pool):
-                logits = self.model(**inputs).logits.float().reshape(-1)
+                logits = self._forward(**inputs).logits.float().reshape(-1)
             self.graphs[(rows, width)] = CapturedPass(graph, inputs, logits)
         torch.cuda.synchronize()
         self._graph_rows = sorted({rows for rows, _ in self.graphs})

@@ -47,6 +47,8 @@ from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceEr
 logger = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 0.5  # throughput is re-measured over windows of at least this long in which work kept waiting
+# (only rounds that left work behind count: small rounds of whatever arrived measure the arrivals, not the device,
+# and a rate measured on them refused the next burst while the device idled)
 SHUTTING_DOWN = "the service is shutting down; retry on another replica"
 
 
@@ -120,6 +122,7 @@ class Job:
 class _Round:
     jobs: list[tuple[Job, int, int]]  # each job's rows [start, end) in this round, in the round's row order
     rows: EncodedRows
+    backlogged: bool = False  # work was left waiting when the round was taken: its budget, not arrivals, sized it
     logits: np.ndarray = field(init=False)
     padded_tokens: int = 0
     passes: int = 0
@@ -152,7 +155,8 @@ class ScoringEngine:
         self._queued_pairs = 0.0
         self._condition = threading.Condition()
         self._closed = False
-        self._window: tuple[float, int] | None = None  # (start, tokens since) while busy
+        self._window: tuple[float, int] | None = None  # (start, tokens since) while backlogged
+        self._backlogged = False  # the last round taken left work waiting
         self._worker = threading.Thread(target=self._run, name="ko-sts-engine", daemon=True)
         self._worker.start()
 
@@ -313,6 +317,7 @@ class ScoringEngine:
                 for job in late:
                     self._remove(job)
                 taken = self._slices(now)
+                self._backlogged = bool(self._queue)
             for job in late:
                 self._expire(job, now)
             if late or taken:
@@ -363,6 +368,7 @@ class ScoringEngine:
                         self._window = None
                     continue
                 round_ = _Round(taken, EncodedRows.concat([job.rows[start:end] for job, start, end in taken]))
+                round_.backlogged = self._backlogged
                 if self._window is None:
                     self._window = (time.monotonic(), 0)
                 try:
@@ -394,12 +400,14 @@ class ScoringEngine:
         except Exception as error:
             self._fail_round(round_, error)
             return
-        self._measure(tokens)
+        self._measure(tokens, round_.backlogged)
         if round_.uncollected == 0:
             self._deliver(round_)
 
-    def _measure(self, tokens: int) -> None:
-        """Throughput over windows in which work kept waiting (the device, not the arrivals, set the pace)."""
+    def _measure(self, tokens: int, backlogged: bool) -> None:
+        """Throughput over windows of backlogged rounds (the device, not the arrivals, set the pace)."""
+        if not backlogged:
+            self._window = None  # a window starts again with the next round
         if self._window is None:
             return
         start, total = self._window

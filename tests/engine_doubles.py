@@ -28,6 +28,19 @@ class GatedRuntime(Runtime):
         return self.inner.launch(rows, width, pad_id)
 
 
+class SlowRuntime(Runtime):
+    """The real runtime, each pass taking at least ``seconds`` (a device busy that long)."""
+
+    def __init__(self, inner: Runtime, seconds: float):
+        self.inner, self.seconds = inner, seconds
+        self.backend, self.device, self.input_names = inner.backend, inner.device, inner.input_names
+        self.description = inner.description
+
+    def launch(self, rows, width, pad_id):
+        time.sleep(self.seconds)
+        return self.inner.launch(rows, width, pad_id)
+
+
 class Rounds:
     """An engine observer that records what each round held."""
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from serving.engine import EngineSettings, ScoringEngine
+from serving.engine import RATE_WINDOW_S, EngineSettings, ScoringEngine
 from serving.errors import DeadlineExceeded, Overloaded, QueueTimeout, ServiceError, Unavailable
 from tests.conftest import KLUE_DEV
-from tests.engine_doubles import DeviceLost, FailingRuntime, Rounds, behind_gate, cancel_while_waiting, over, wait_for
+from tests.engine_doubles import (
+    DeviceLost,
+    FailingRuntime,
+    Rounds,
+    SlowRuntime,
+    behind_gate,
+    cancel_while_waiting,
+    over,
+    wait_for,
+)
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(64).itertuples()]
@@ -294,3 +304,31 @@ def test_closing_refuses_waiting_requests_and_finishes_the_running_round(gated):
     assert running["result"].shape == (1,)
     with pytest.raises(Unavailable):
         _blocking(engine, PAIRS[:1])
+
+
+@pytest.mark.parametrize("backlogged", [False, True])
+def test_only_rounds_that_leave_work_waiting_measure_the_throughput(scorer, backlogged):
+    """One-pair requests arrive all the time (about ten during each pass), so the queue is never empty. Rounds
+    that take all of it measure the arrivals, not the device, and must not lower the rate admission sizes the
+    queue by; rounds held to their budget, with work left waiting, measure the device."""
+    rows = scorer.encode(PAIRS[:1])
+    budget = rows.tokens * (2 if backlogged else 1000)
+    engine = _engine(over(scorer, SlowRuntime(scorer.runtime, 0.01)), max_round_tokens=budget)
+    engine.tokens_per_s = unmeasured = 1e12
+    jobs = []
+    try:
+        deadline = time.monotonic() + 4 * RATE_WINDOW_S
+        while time.monotonic() < deadline:
+            try:
+                jobs.append(engine.submit(rows, 1))
+            except Overloaded:  # once the backlog is measured as more than the queue timeout's worth
+                pass
+            time.sleep(0.001)
+        for job in jobs:
+            job.future.exception(timeout=30)
+    finally:
+        engine.close()
+    if backlogged:
+        assert engine.tokens_per_s < unmeasured / 2  # measured: each window's rate averaged in
+    else:
+        assert engine.tokens_per_s == unmeasured

@@ -9,11 +9,12 @@ import pytest
 
 from serving.engine import EngineSettings, ScoringEngine
 from serving.errors import Unavailable
-from serving.frontend import Frontend
+from serving.frontend import INLINE_PAIRS, Frontend
 from tests.conftest import KLUE_DEV
 from training.data import read_pairs
 
 PAIRS = [(row.sentence1, row.sentence2) for row in read_pairs(KLUE_DEV).head(16).itertuples()]
+POOLED = INLINE_PAIRS + 1  # pairs in a request that is tokenised in the pool
 
 
 class HeldCodec:
@@ -50,18 +51,52 @@ def test_requests_racing_the_shutdown_are_refused_as_unavailable_not_failed(scor
     front = Frontend(codec, engine, tokenizer_threads=1)
 
     async def main():
-        tokenising = asyncio.create_task(front.score(PAIRS[:1]))  # holds the only tokenizer thread
+        tokenising = asyncio.create_task(front.score(PAIRS[:POOLED]))  # holds the only tokenizer thread
         await asyncio.to_thread(codec.entered.wait, 10)
-        waiting = asyncio.create_task(front.score(PAIRS[1:2]))  # queued behind it in the pool
+        waiting = asyncio.create_task(front.score(PAIRS[POOLED : 2 * POOLED]))  # queued behind it in the pool
         await asyncio.sleep(0)
         closing = asyncio.create_task(front.close())
         await asyncio.sleep(0)
         codec.release.set()
         results = await asyncio.gather(tokenising, waiting, return_exceptions=True)
         await closing
-        late = await asyncio.gather(front.score(PAIRS[2:3]), return_exceptions=True)
+        late = await asyncio.gather(front.score(PAIRS[:1]), return_exceptions=True)
         return [*results, *late]
 
     outcomes = asyncio.run(main())
     assert all(isinstance(outcome, Unavailable) for outcome in outcomes[1:]), outcomes
-    assert isinstance(outcomes[0], Unavailable) or outcomes[0].scores.shape == (1,)
+    assert isinstance(outcomes[0], Unavailable) or outcomes[0].scores.shape == (POOLED,)
+
+
+class ThreadRecordingCodec:
+    """The tiny model's codec, noting the thread that tokenises each request."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self.threads: list[str] = []
+
+    def encode(self, pairs):
+        self.threads.append(threading.current_thread().name)
+        return self.codec.encode(pairs)
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+
+def test_small_requests_are_tokenised_on_the_event_loop_and_large_ones_in_the_pool(scorer):
+    codec = ThreadRecordingCodec(scorer)
+    engine = ScoringEngine(scorer, EngineSettings())
+    front = Frontend(codec, engine)
+
+    async def main():
+        small = await front.score(PAIRS[:INLINE_PAIRS])
+        large = await front.score(PAIRS[:POOLED])
+        return threading.current_thread().name, small, large
+
+    try:
+        loop_thread, small, large = asyncio.run(main())
+    finally:
+        asyncio.run(front.close())
+    assert codec.threads[0] == loop_thread
+    assert codec.threads[1].startswith("ko-sts-tokenize")
+    assert small.scores == pytest.approx(large.scores[:INLINE_PAIRS], abs=1e-6)

@@ -52,6 +52,15 @@ def test_graph_replays_compute_what_eager_passes_compute(subject, cuda_scorer):
         assert np.max(np.abs(graphed - reference)) < 0.02, size
 
 
+def test_a_compiled_model_scores_what_the_eager_one_scores_in_graphs_and_beyond(subject, cuda_scorer):
+    compiled = load_scorer(subject, "torch", device="cuda", limits=LIMITS)
+    compiled.runtime.compile()
+    compiled.runtime.capture_graphs([(1, 64), (8, 64), (64, 64)], compiled.tokenizer.pad_id)
+    for size in (1, 5, 64, 519):  # in a compiled graph, with padding rows, and compiled but eager
+        pairs = PAIRS[:size]
+        assert np.max(np.abs(compiled.score(pairs) - cuda_scorer.score(pairs))) < 0.02, size
+
+
 def test_the_gpu_scores_what_the_cpu_scores_in_float32(subject, cuda_scorer):
     cpu = load_scorer(subject, "torch", device="cpu", limits=BatchLimits(max_batch_tokens=4096))
     assert np.max(np.abs(cuda_scorer.score(PAIRS[:128]) - cpu.score(PAIRS[:128]))) < 0.05

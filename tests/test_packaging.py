@@ -283,6 +283,15 @@ def test_dockerfile_is_hardened_and_takes_the_base_as_a_build_argument(bentofile
     assert f"ARG KO_STS_BACKEND={env['KO_STS_BACKEND']}" in lines
 
 
+def test_the_gpu_image_installs_a_c_compiler_for_torch_compile(tmp_path):
+    script = _bentofile("bentofile-gpu.yaml")["docker"]["setup_script"]
+    assert "gcc" in (REPO / script).read_text(encoding="utf-8").split()
+    lines = [line.strip() for line in _dockerfile("bentofile-gpu.yaml", tmp_path).splitlines()]
+    run = next(i for i, line in enumerate(lines) if line.startswith("RUN sh ") and "setup_script" in line)
+    assert run < next(i for i, line in enumerate(lines) if "install.sh" in line)  # as root, before the venv
+    assert not [line for line in _dockerfile("bentofile.yaml", tmp_path).splitlines() if "setup_script" in line]
+
+
 @pytest.mark.slow
 def test_bentoml_build_packs_the_default_model_and_only_serving_requirements(default_tag, tmp_path):
     env = {**os.environ, "KO_STS_MODEL_TAG": default_tag}
