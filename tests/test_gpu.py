@@ -16,7 +16,7 @@ from models.backends import cuda_graph_shapes
 from models.scorer import BatchLimits, load_scorer
 from serving.engine import EngineSettings, ScoringEngine
 from serving.errors import Unavailable
-from tests.conftest import KLUE_DEV
+from tests.conftest import DEFAULT_PACKAGE, KLUE_DEV
 from training.data import read_pairs
 
 pytestmark = pytest.mark.gpu
@@ -59,6 +59,35 @@ def test_a_compiled_model_scores_what_the_eager_one_scores_in_graphs_and_beyond(
     for size in (1, 5, 64, 519):  # in a compiled graph, with padding rows, and compiled but eager
         pairs = PAIRS[:size]
         assert np.max(np.abs(compiled.score(pairs) - cuda_scorer.score(pairs))) < 0.02, size
+
+
+def served_default_dev_pearson(package, device: str, compiled: bool) -> tuple[float, float]:
+    """KLUE-STS dev Pearson of the shipped default as the model process serves it on ``device`` (float16 weights
+    rebuilt from its int8 file on CUDA, compiled and in CUDA graphs when ``compiled``), and its card's float32 figure.
+    """
+    import shutil
+
+    from models.backends import cuda_graph_shapes
+    from models.package import read_metadata
+    from models.scorer import load_served_scorer
+    from models.weights import write_torch_weights
+
+    shutil.copytree(DEFAULT_PACKAGE, package, dirs_exist_ok=True)
+    write_torch_weights(package, package / "onnx/model_quantized.onnx", "float16" if device == "cuda" else "float32")
+    scorer = load_served_scorer(package, "torch", device=device)
+    if compiled:
+        scorer.runtime.compile()
+        width = int(scorer.limits.padded(scorer.settings.max_length))
+        scorer.runtime.capture_graphs(cuda_graph_shapes(width, 64, 16384), scorer.tokenizer.pad_id)
+    dev = read_pairs(KLUE_DEV)
+    scores = scorer.score(list(zip(dev["sentence1"], dev["sentence2"])))
+    served = float(np.corrcoef(scores, dev["label"].to_numpy())[0, 1])
+    return served, read_metadata(package)["metrics"]["dev"]["pearson"]
+
+
+def test_the_shipped_default_compiled_on_the_gpu_scores_its_card(tmp_path):
+    served, card = served_default_dev_pearson(tmp_path / "default", "cuda", compiled=True)
+    assert abs(served - card) <= 0.003, (served, card)
 
 
 def test_the_gpu_scores_what_the_cpu_scores_in_float32(subject, cuda_scorer):
