@@ -306,7 +306,7 @@ class TorchRuntime(Runtime):
 
         It compiles at once, on a small pass, and raises (keeping the model uncompiled) where it cannot,
         e.g. without a C compiler for Triton. Call it before :meth:`capture_graphs`, whose graphs then
-        record the fused kernels. It takes a minute or so (Inductor's cache shortens later starts).
+        record the fused kernels. It took 15-30 s on an H200 (Inductor's cache shortens later starts).
         """
         torch = self._torch
         compiled = torch.compile(self.model, dynamic=True)

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     torch_compile: bool = Field(
         True,
         description="PyTorch on CUDA: compile the model (torch.compile, fused kernels) before capturing CUDA graphs; "
-        "start-up takes a minute longer; where it fails (no C compiler) the model is served uncompiled, with a warning",
+        "start-up takes 15-30 s longer; where it fails (no C compiler) the model is served uncompiled, with a warning",
     )
     max_batch_tokens: int | None = Field(
         None, ge=1, description="most padded tokens in one forward pass (default: 2048 on CPU, 32768 on CUDA)"
