@@ -353,10 +353,10 @@ def model_only(model_dir: Path, env: dict[str, str], pairs: list[Pair], seconds:
     passes took (``torch.cuda.max_memory_reserved``).
     """
     from models.scorer import plan_passes
+    from serving.startup import compile_model
 
     scorer, settings = load_service_scorer(model_dir, env)
-    if settings.torch_compile and scorer.device.startswith("cuda"):
-        scorer.runtime.compile()  # as the service's model process does (KO_STS_TORCH_COMPILE)
+    compile_model(settings, scorer)  # as the service's model process does (KO_STS_TORCH_COMPILE)
     rows = scorer.encode(pairs)
     passes = [(rows[indices], indices) for indices in plan_passes(rows.lengths, scorer.limits)]
     widths = [int(scorer.limits.padded(int(batch.lengths.max()))) for batch, _ in passes]

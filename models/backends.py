@@ -300,7 +300,7 @@ class TorchRuntime(Runtime):
             return "fatal"
         return super().failure(error)
 
-    def compile(self) -> None:
+    def compile(self, pad_id: int) -> None:
         """Runs the model through ``torch.compile`` (Inductor: layer norms, GELU and residual adds fused into
         fewer kernels), with dynamic shapes so that passes of any size share a few compilations.
 
@@ -308,15 +308,20 @@ class TorchRuntime(Runtime):
         e.g. without a C compiler for Triton. Call it before :meth:`capture_graphs`, whose graphs then
         record the fused kernels. It took 15-30 s on an H200 (Inductor's cache shortens later starts).
         """
-        torch = self._torch
-        compiled = torch.compile(self.model, dynamic=True)
-        inputs = {name: torch.zeros((2, 16), dtype=torch.int64, device=self.model.device) for name in self.input_names}
-        inputs["input_ids"] = torch.ones_like(inputs["input_ids"])
-        if "attention_mask" in inputs:
-            inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
-        with torch.inference_mode(), self._attention():
-            compiled(**inputs)
+        compiled = self._torch.compile(self.model, dynamic=True)
+        with self._torch.inference_mode(), self._attention():
+            compiled(**self._static_inputs(2, 16, pad_id))
         self._forward = compiled
+
+    def _static_inputs(self, rows: int, width: int, pad_id: int) -> dict[str, Any]:
+        """Device tensors of one (rows, width) pass, all padding that attends to every token: warm-ups, graphs."""
+        torch, device = self._torch, self.model.device
+        inputs = {
+            "input_ids": torch.full((rows, width), pad_id, dtype=torch.int64, device=device),
+            "attention_mask": torch.ones((rows, width), dtype=torch.int64, device=device),
+            "token_type_ids": torch.zeros((rows, width), dtype=torch.int64, device=device),
+        }
+        return {name: inputs[name] for name in self.input_names}
 
     def capture_graphs(self, shapes: Iterable[tuple[int, int]], pad_id: int) -> None:
         """Captures a CUDA graph of the forward pass for each (rows, width); later passes that fit one replay it.
@@ -330,12 +335,7 @@ class TorchRuntime(Runtime):
         torch = self._torch
         pool = torch.cuda.graph_pool_handle()
         for rows, width in sorted(set(shapes), key=lambda shape: -shape[0] * shape[1]):
-            inputs = {
-                "input_ids": torch.full((rows, width), pad_id, dtype=torch.int64, device=self.model.device),
-                "attention_mask": torch.ones((rows, width), dtype=torch.int64, device=self.model.device),
-                "token_type_ids": torch.zeros((rows, width), dtype=torch.int64, device=self.model.device),
-            }
-            inputs = {name: inputs[name] for name in self.input_names}
+            inputs = self._static_inputs(rows, width, pad_id)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode(), self._attention():

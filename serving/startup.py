@@ -140,6 +140,27 @@ WARM_UP_PAIRS = [
 ]
 
 
+def compile_model(settings: Settings, scorer: Scorer) -> bool:
+    """Compiles a scorer's PyTorch model where it runs on a GPU and ``settings.torch_compile`` asks for it; where
+    compiling fails, warns and leaves the model uncompiled (it scores the same, slower). Returns whether it compiled.
+    """
+    if not (settings.torch_compile and isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu"):
+        return False
+    compiling = time.monotonic()
+    try:
+        scorer.runtime.compile(scorer.tokenizer.pad_id)
+    except Exception as error:  # any compiler failure: the uncompiled model serves the same scores
+        logger.warning(
+            "torch.compile failed (%s: %s); serving the model uncompiled, about 10-30%% slower. Install a C "
+            "compiler (gcc) for Triton, or set KO_STS_TORCH_COMPILE=false to skip the attempt",
+            type(error).__name__,
+            str(error).splitlines()[0][:300] if str(error) else "",
+        )
+        return False
+    logger.info("compiled the model with torch.compile in %.1f s", time.monotonic() - compiling)
+    return True
+
+
 def start_engine(
     settings: Settings, model_dir: str | Path, tag: str, observer: EngineObserver | None = None
 ) -> ScoringEngine:
@@ -148,28 +169,15 @@ def start_engine(
     The runtime is loaded as ``settings`` say (``observer`` gets the engine's timings; default:
     Prometheus); on a GPU it is compiled (``torch_compile``), its scores are checked against the
     exported ones (the CPU's were checked in ``bentoml serve``'s main process) and CUDA graphs are
-    captured for small passes; then a
-    round's worth of rows is scored twice, which warms every kernel up and measures the throughput
-    that admission starts from.
+    captured for small passes; then a round's worth of rows is scored twice, which warms every kernel
+    up and measures the throughput that admission starts from.
     """
     started = time.monotonic()
     scorer = settings.scorer(model_dir)
-    on_gpu = isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu"
-    if on_gpu and settings.torch_compile:
-        compiling = time.monotonic()
-        try:
-            scorer.runtime.compile()
-            logger.info("compiled the model with torch.compile in %.1f s", time.monotonic() - compiling)
-        except Exception as error:  # any compiler failure: the uncompiled model serves the same scores
-            logger.warning(
-                "torch.compile failed (%s: %s); serving the model uncompiled, about 10-30%% slower. Install a C "
-                "compiler (gcc) for Triton, or set KO_STS_TORCH_COMPILE=false to skip the attempt",
-                type(error).__name__,
-                str(error).splitlines()[0][:300] if str(error) else "",
-            )
+    compile_model(settings, scorer)
     if scorer.device != "cpu":
         check_parity(scorer, model_dir, tag)  # the model as it will run: compiled, when it compiled
-    if on_gpu and settings.cuda_graph_tokens:
+    if isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu" and settings.cuda_graph_tokens:
         width = int(scorer.limits.padded(scorer.settings.max_length))
         shapes = cuda_graph_shapes(width, scorer.limits.max_batch_rows, settings.cuda_graph_tokens)
         captured = time.monotonic()

@@ -54,7 +54,7 @@ def test_graph_replays_compute_what_eager_passes_compute(subject, cuda_scorer):
 
 def test_a_compiled_model_scores_what_the_eager_one_scores_in_graphs_and_beyond(subject, cuda_scorer):
     compiled = load_scorer(subject, "torch", device="cuda", limits=LIMITS)
-    compiled.runtime.compile()
+    compiled.runtime.compile(compiled.tokenizer.pad_id)
     compiled.runtime.capture_graphs([(1, 64), (8, 64), (64, 64)], compiled.tokenizer.pad_id)
     for size in (1, 5, 64, 519):  # in a compiled graph, with padding rows, and compiled but eager
         pairs = PAIRS[:size]
@@ -76,7 +76,7 @@ def served_default_dev_pearson(package, device: str, compiled: bool) -> tuple[fl
     write_torch_weights(package, package / "onnx/model_quantized.onnx", "float16" if device == "cuda" else "float32")
     scorer = load_served_scorer(package, "torch", device=device)
     if compiled:
-        scorer.runtime.compile()
+        scorer.runtime.compile(scorer.tokenizer.pad_id)
         width = int(scorer.limits.padded(scorer.settings.max_length))
         scorer.runtime.capture_graphs(cuda_graph_shapes(width, 64, 16384), scorer.tokenizer.pad_id)
     dev = read_pairs(KLUE_DEV)
