@@ -94,7 +94,7 @@ def scorer_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--backend", args.backend, "--device", args.device, "--chunk-rows", str(args.chunk_rows)]
     if args.max_batch_tokens:
         flags += ["--max-batch-tokens", str(args.max_batch_tokens)]
-    return flags
+    return [*flags, "--compile" if args.compile else "--no-compile"]
 
 
 def ceiling(scorer, pairs: list[tuple[str, str]], chunk: int) -> float:
@@ -205,7 +205,9 @@ def ray_runs(source: Path, scratch: Path, model: Path, args: argparse.Namespace)
 
 def report(results: dict) -> str:
     lines = [f"# ko-sts score benchmark ({results['date']})", "", f"Machine: {results['machine']}", ""]
-    lines += [f"Model: `{results['model']}`, {results['runtime']}, chunks of {results['chunk_rows']} pairs.", ""]
+    compiled = ", compiled (torch.compile, here and in the command)" if results.get("compiled") else ""
+    model = f"`{results['model']}`, {results['runtime']}{compiled}"
+    lines += [f"Model: {model}, chunks of {results['chunk_rows']} pairs.", ""]
     if "ceiling" in results:
         c, m, f = results["ceiling"], results["command"], results.get("model_only")
 
@@ -272,6 +274,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="also time the forward passes alone, on pairs tokenised beforehand",
     )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="PyTorch on CUDA: the command compiles the model (its default), and so does this process for the "
+        "ceiling and the model-only passes",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="alternating ceiling / command runs")
     parser.add_argument(
         "--rss-rows", type=int, help="rows of the memory run's CSV (0: no run; default: 1,000,000, none on CUDA)"
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     args.rss_rows = args.rss_rows if args.rss_rows is not None else (0 if cuda else 1_000_000)
     args.ray = args.ray if args.ray is not None else not cuda
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from models.scorer import load_served_scorer
+    from models.scorer import compile_model, load_served_scorer
 
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ko-sts-files-bench-"))
@@ -317,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     scorer = load_served_scorer(model, args.backend, device=args.device, max_batch_tokens=args.max_batch_tokens)
+    results["compiled"] = compile_model(scorer, args.compile)
     results["runtime"] = scorer.runtime.description
     if args.pairs:
         source = write_pairs(base, args.pairs, scratch / "pairs.csv")

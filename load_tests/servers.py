@@ -352,11 +352,10 @@ def model_only(model_dir: Path, env: dict[str, str], pairs: list[Pair], seconds:
     every pass counted has finished. On a GPU the answer also holds the peak of device memory the
     passes took (``torch.cuda.max_memory_reserved``).
     """
-    from models.scorer import plan_passes
-    from serving.startup import compile_model
+    from models.scorer import compile_model, plan_passes
 
     scorer, settings = load_service_scorer(model_dir, env)
-    compile_model(settings, scorer)  # as the service's model process does (KO_STS_TORCH_COMPILE)
+    compile_model(scorer, settings.torch_compile)  # as the service's model process does (KO_STS_TORCH_COMPILE)
     rows = scorer.encode(pairs)
     passes = [(rows[indices], indices) for indices in plan_passes(rows.lengths, scorer.limits)]
     widths = [int(scorer.limits.padded(int(batch.lengths.max()))) for batch, _ in passes]

@@ -30,7 +30,7 @@ from bentoml.exceptions import BentoMLException
 from models.backends import TorchRuntime, cuda_graph_shapes
 from models.package import TORCH_REFERENCE, PackageError, check_package, read_metadata, reference_scores
 from models.pairs import EncodedRows
-from models.scorer import Scorer
+from models.scorer import Scorer, compile_model
 from models.scoring import ScoreSettings
 from models.store import verify_manifest
 from serving.engine import EngineObserver, ScoringEngine
@@ -140,27 +140,6 @@ WARM_UP_PAIRS = [
 ]
 
 
-def compile_model(settings: Settings, scorer: Scorer) -> bool:
-    """Compiles a scorer's PyTorch model where it runs on a GPU and ``settings.torch_compile`` asks for it; where
-    compiling fails, warns and leaves the model uncompiled (it scores the same, slower). Returns whether it compiled.
-    """
-    if not (settings.torch_compile and isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu"):
-        return False
-    compiling = time.monotonic()
-    try:
-        scorer.runtime.compile(scorer.tokenizer.pad_id)
-    except Exception as error:  # any compiler failure: the uncompiled model serves the same scores
-        logger.warning(
-            "torch.compile failed (%s: %s); serving the model uncompiled, about 10-30%% slower. Install a C "
-            "compiler (gcc) for Triton, or set KO_STS_TORCH_COMPILE=false to skip the attempt",
-            type(error).__name__,
-            str(error).splitlines()[0][:300] if str(error) else "",
-        )
-        return False
-    logger.info("compiled the model with torch.compile in %.1f s", time.monotonic() - compiling)
-    return True
-
-
 def start_engine(
     settings: Settings, model_dir: str | Path, tag: str, observer: EngineObserver | None = None
 ) -> ScoringEngine:
@@ -174,7 +153,7 @@ def start_engine(
     """
     started = time.monotonic()
     scorer = settings.scorer(model_dir)
-    compile_model(settings, scorer)
+    compile_model(scorer, settings.torch_compile)
     if scorer.device != "cpu":
         check_parity(scorer, model_dir, tag)  # the model as it will run: compiled, when it compiled
     if isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu" and settings.cuda_graph_tokens:

@@ -266,3 +266,13 @@ def test_ray_data_stage_scores_like_the_command(tmp_path, trained_package, servi
     expected = service_scorer.score([(r["sentence1"], r["sentence2"]) for r in kept])
     np.testing.assert_allclose([r["score"] for r in out], expected, atol=1e-6)
     assert {"guid", "similar", "truncated"} <= set(out[0])
+
+
+def test_the_command_compiles_only_pytorch_on_a_gpu_and_can_be_told_not_to(trained_package):
+    from models.scorer import compile_model, load_served_scorer
+    from serving.files import build_parser
+
+    parse = lambda *flags: build_parser().parse_args(["score", "in.csv", "out.csv", *flags])  # noqa: E731
+    assert parse().compile is True and parse("--no-compile").compile is False
+    scorer = load_served_scorer(trained_package, "torch", device="cpu")
+    assert compile_model(scorer, True) is False  # on the CPU there is nothing to compile: eager PyTorch scores

@@ -16,6 +16,12 @@
 #   weights in 14 MB parts.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
+# STAGE variants (block 2): the shipped default's recipe in full (6-epoch schedule, stopped after 5), seeds 1-3,
+#   from INIT (the 4-bit base unless given; `healed` heals or unpacks HEALED_PACKED), for each of VARIANTS:
+#   current (as shipped), mp0 / mp1 (+ the hand-written training triples,
+#   data/contrast/ko_minimal_pairs_train.jsonl, with margin weight 0 / 1), canonical / mp1-canonical (scored,
+#   evaluated and selected once per pair, the smaller sentence first). PACK_HEALED=1 heals beside the runs
+#   and sends the healed base back packed, for the next call's HEALED_PACKED.
 #
 # HEALED_PACKED=FILE.npz skips healing (research/experiments/pack_base.py unpack); PACK_HEALED=1 returns the
 # healed base packed (23 MB, int8 per row) in 15 MB parts: `cat healed.npz.part-* > healed.npz` to carry it.
@@ -118,8 +124,21 @@ elif [ "$stage" = study ]; then
     --output-dir "$w/tune" --report-only >> "$w/tune.log" 2>&1
   wait; log "runs done"
   log "study: $(grep -c . "$study/trials.csv" 2>/dev/null) lines in trials.csv"
+elif [ "$stage" = variants ]; then
+  init=${INIT:-$base}
+  if [ "$init" = healed ]; then heal; init=$w/healed; elif [ "${PACK_HEALED:-0}" = 1 ]; then heal & fi
+  triples="--minimal_pair_train_file data/contrast/ko_minimal_pairs_train.jsonl --minimal_pair_margin_weight"
+  for variant in ${VARIANTS:-current mp0 mp1 canonical}; do
+    case $variant in
+      current) args=;; mp0) args="$triples 0";; mp1) args="$triples 1";; canonical) args="--symmetry canonical";;
+      mp1-canonical) args="$triples 1 --symmetry canonical";;
+      *) echo "unknown variant $variant: current, mp0, mp1, canonical or mp1-canonical"; exit 2;;
+    esac
+    for seed in ${SEEDS:-1 2 3}; do run "$variant" $seed "$init" $current $args; done
+  done
+  wait; log "runs done"
 else
-  echo "unknown stage $stage: compare, student or study"; exit 2
+  echo "unknown stage $stage: compare, student, study or variants"; exit 2
 fi
 packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
 $python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$w/reports.log" &
