@@ -12,16 +12,17 @@
 #   negation) and 5,000 re-paired sentences (python -m training.distill, weight 0.5), and its figures.
 # STAGE student (call 2): needs SOFT (the teacher's labels from call 1) and STUDENT_BASE (the 4-bit
 #   base or, by default, the healed one): three students (research/configs/me5-small-ko-r4-student.yaml,
-#   seeds 1-3). The one with the highest selection score (validation only) comes back as float16
-#   weights in 14 MB parts.
+#   seeds 1-3). The one with the highest selection score (validation only) comes back (send_back): its json
+#   files and its float16 weights in 14 MB parts.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
 # STAGE variants (block 2): the shipped default's recipe in full (6-epoch schedule, stopped after 5), seeds 1-3,
 #   from INIT (the 4-bit base unless given; `healed` heals or unpacks HEALED_PACKED), for each of VARIANTS:
 #   current (as shipped), mp0 / mp1 (+ the hand-written training triples,
 #   data/contrast/ko_minimal_pairs_train.jsonl, with margin weight 0 / 1), canonical / mp1-canonical (scored,
-#   evaluated and selected once per pair, the smaller sentence first). PACK_HEALED=1 heals beside the runs
-#   and sends the healed base back packed, for the next call's HEALED_PACKED.
+#   evaluated and selected once per pair, the smaller sentence first), mp1-r4 (mp1 selected with the round-4
+#   weights: + 0.1 x held-out minimal pairs). PACK_HEALED=1 heals beside the runs and sends the healed base back
+#   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
 #
 # HEALED_PACKED=FILE.npz skips healing (research/experiments/pack_base.py unpack); PACK_HEALED=1 returns the
 # healed base packed (23 MB, int8 per row) in 15 MB parts: `cat healed.npz.part-* > healed.npz` to carry it.
@@ -72,6 +73,30 @@ collect() {  # the small files of every run, the study, the reports and the logs
   tar rf "$w/results.tar" -C "$out" compare.md round4.log && gzip -c "$w/results.tar" > "$out/results.tar.gz"
 }
 
+send_back() {  # PACKAGE...: the one with the highest selection score (validation only) comes back: its json files
+  # (choice.tar.gz) and its weights in float16, in parts under 14 MB (the device returns files of at most 16 MiB)
+  best=$($python - "$@" <<'PY'
+import json, sys
+scores = {p: json.load(open(p + "/metadata.json")).get("selection", {}).get("score") or 0 for p in sys.argv[1:]}
+print(max(scores, key=scores.get))
+PY
+)
+  log "choice (highest selection score): $best"
+  (cd "$best" && tar czf "$out/choice.tar.gz" *.json) && $python - "$best" "$out" <<'PY'
+import sys
+import torch
+from safetensors.torch import load_file, save_file
+weights = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(sys.argv[1] + "/model.safetensors").items()}
+names, part, size, parts = sorted(weights), {}, 0, []
+for name in names:
+    part[name] = weights[name]; size += weights[name].numel() * 2
+    if size > 14e6: parts.append(part); part, size = {}, 0
+parts.append(part) if part else None
+for i, p in enumerate(parts):
+    save_file(p, f"{sys.argv[2]}/model-{i:02d}.safetensors")
+PY
+}
+
 start_mps "$python"; log "CUDA MPS: $mps"
 if [ "$stage" = compare ]; then
   heal
@@ -90,26 +115,7 @@ elif [ "$stage" = student ]; then
   mkdir -p outputs/distill && gzip -dc "$soft" > outputs/distill/r4-soft.jsonl
   for seed in 1 2 3; do run student $seed "$init" $student; done
   wait; log "runs done"
-  best=$($python - "$w"/student-s*/model <<'PY'
-import json, sys
-scores = {p: json.load(open(p + "/metadata.json")).get("selection", {}).get("score") or 0 for p in sys.argv[1:]}
-print(max(scores, key=scores.get))
-PY
-)
-  log "choice (highest selection score among the students): $best"
-  (cd "$best" && tar czf "$out/choice.tar.gz" *.json) && $python - "$best" "$out" <<'PY'
-import sys
-import torch
-from safetensors.torch import load_file, save_file
-weights = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(sys.argv[1] + "/model.safetensors").items()}
-names, part, size, parts = sorted(weights), {}, 0, []
-for name in names:  # parts under 14 MB: the device returns files of at most 16 MiB
-    part[name] = weights[name]; size += weights[name].numel() * 2
-    if size > 14e6: parts.append(part); part, size = {}, 0
-parts.append(part) if part else None
-for i, p in enumerate(parts):
-    save_file(p, f"{sys.argv[2]}/model-{i:02d}.safetensors")
-PY
+  send_back "$w"/student-s*/model
 elif [ "$stage" = study ]; then
   heal
   study=$w/tune/me5-small-ko-r4; mkdir -p "$study"
@@ -132,11 +138,13 @@ elif [ "$stage" = variants ]; then
     case $variant in
       current) args=;; mp0) args="$triples 0";; mp1) args="$triples 1";; canonical) args="--symmetry canonical";;
       mp1-canonical) args="$triples 1 --symmetry canonical";;
-      *) echo "unknown variant $variant: current, mp0, mp1, canonical or mp1-canonical"; exit 2;;
+      mp1-r4) args="$triples 1 --contrast_validation_weight 0.1";;  # selected as the round-4 recipe is
+      *) echo "unknown variant $variant: current, mp0, mp1, canonical, mp1-canonical or mp1-r4"; exit 2;;
     esac
     for seed in ${SEEDS:-1 2 3}; do run "$variant" $seed "$init" $current $args; done
   done
   wait; log "runs done"
+  [ -n "${SEND_BACK:-}" ] && send_back "$w/$SEND_BACK"-s*/model
 else
   echo "unknown stage $stage: compare, student, study or variants"; exit 2
 fi
