@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from load_tests.gpu_memory import PeakGpuMemory
 from load_tests.load import LoadDriver, read_sentence_pairs, request_pairs
 from load_tests.report import write_report
 from load_tests.servers import (
@@ -321,6 +322,7 @@ class Bench:
             except Exception as error:
                 self._failed(kind.name, "start", error)
                 return
+        memory = PeakGpuMemory().start() if config.device == "cuda" else None
         try:
             entry["ready_after_s"] = round(server.start(config.startup_timeout), 1)
             entry["runtime"] = getattr(server, "description", None) or None
@@ -328,6 +330,8 @@ class Bench:
         except Exception as error:
             self._failed(kind.name, "start", error)
             server.stop()
+            if memory is not None:
+                memory.stop()
             return
         try:
             asyncio.run(self._measure(kind, server))
@@ -335,6 +339,8 @@ class Bench:
             tail = getattr(server, "log_tail", lambda: "")()
             self._failed(kind.name, "load", error, tail)
         finally:
+            if memory is not None:
+                entry["gpu_memory_peak_mib"] = memory.stop()
             server.stop()
 
     async def _measure(self, kind: ServerKind, server) -> None:

@@ -124,9 +124,16 @@ def markdown(results: dict, plots: dict[int, str]) -> str:
     for name in _servers(results):
         entry = results["servers"][name]
         rows.append(
-            [entry["key"], name, entry["description"], _num(entry.get("ready_after_s")), entry.get("runtime") or "-"]
+            [
+                entry["key"],
+                name,
+                entry["description"],
+                _num(entry.get("ready_after_s")),
+                entry.get("runtime") or "-",
+                _num(entry.get("gpu_memory_peak_mib")),
+            ]
         )
-    lines += _table(["", "server", "what", "ready after (s)", "runtime"], rows)
+    lines += _table(["", "server", "what", "ready after (s)", "runtime", "GPU memory peak (MiB)"], rows)
 
     failures = results["failures"]
     if failures:
