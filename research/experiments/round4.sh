@@ -11,8 +11,8 @@
 #   training pairs (research/configs/me5-small-ko-r4.yaml: + paraphrase positives and lexical
 #   negation) and 5,000 re-paired sentences (python -m training.distill, weight 0.5), and its figures.
 # STAGE student (call 2): needs SOFT (the teacher's labels from call 1) and STUDENT_BASE (the 4-bit
-#   base or, by default, the healed one): three students (research/configs/me5-small-ko-r4-student.yaml,
-#   seeds 1-3). The one with the highest selection score (validation only) comes back (send_back): its json
+#   base or, by default, the healed one): three students (STUDENT_CONFIG, by default
+#   research/configs/me5-small-ko-r4-student.yaml; its soft_label_file is where SOFT goes), seeds 1-3. The one with the highest selection score (validation only) comes back (send_back): its json
 #   files and its float16 weights in 14 MB parts.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
@@ -23,6 +23,10 @@
 #   evaluated and selected once per pair, the smaller sentence first), mp1-r4 (mp1 selected with the round-4
 #   weights: + 0.1 x held-out minimal pairs). PACK_HEALED=1 heals beside the runs and sends the healed base back
 #   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
+# STAGE teacher (block 3): research/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
+#   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
+#   training pairs (training.distill, as in `compare`) for the students: then stage student with
+#   STUDENT_CONFIG=research/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
 #
 # HEALED_PACKED=FILE.npz skips healing (research/experiments/pack_base.py unpack); PACK_HEALED=1 returns the
 # healed base packed (23 MB, int8 per row) in 15 MB parts: `cat healed.npz.part-* > healed.npz` to carry it.
@@ -35,7 +39,7 @@ w=${WORK:-/tmp/r4}; mkdir -p "$w" "$out"
 python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_MODEL}
 log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/round4.log"; }
 current=training/configs/me5-small-ko.yaml; r4=research/configs/me5-small-ko-r4.yaml
-student=research/configs/me5-small-ko-r4-student.yaml
+student=research/configs/me5-small-ko-r4-student.yaml; mp=research/configs/me5-small-ko-mp.yaml
 source "$(dirname "$0")/jobs.sh"
 
 # The recipes' generated pairs, at the paths the configs name (deterministic: seed 13).
@@ -109,11 +113,19 @@ if [ "$stage" = compare ]; then
   $python -m training.distill --teachers $teachers --recipe $r4 --repair 5000 --weight 0.5 --device "$device" \
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
+elif [ "$stage" = teacher ]; then
+  for seed in ${SEEDS:-1 2 3 4 5}; do run mp $seed "$base" $mp; done
+  wait; log "runs done"
+  send_back "$w"/mp-s*/model
+  $python -m training.distill --teachers "$w"/mp-s[0-9] --recipe $mp --repair 5000 --weight 0.5 --device "$device" \
+    --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
+    --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
 elif [ "$stage" = student ]; then
-  soft=${SOFT:?set SOFT to the teacher labels}; init=${STUDENT_BASE:-$w/healed}
+  soft=${SOFT:?set SOFT to the teacher labels}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
   [ "$init" = "$w/healed" ] && heal
-  mkdir -p outputs/distill && gzip -dc "$soft" > outputs/distill/r4-soft.jsonl
-  for seed in 1 2 3; do run student $seed "$init" $student; done
+  labels=$(sed -n 's/^soft_label_file: *//p' "$config")
+  mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
+  for seed in 1 2 3; do run student $seed "$init" "$config"; done
   wait; log "runs done"
   send_back "$w"/student-s*/model
 elif [ "$stage" = study ]; then
@@ -146,7 +158,7 @@ elif [ "$stage" = variants ]; then
   wait; log "runs done"
   [ -n "${SEND_BACK:-}" ] && send_back "$w/$SEND_BACK"-s*/model
 else
-  echo "unknown stage $stage: compare, student, study or variants"; exit 2
+  echo "unknown stage $stage: compare, student, study, variants or teacher"; exit 2
 fi
 packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
 $python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$w/reports.log" &
