@@ -422,13 +422,14 @@ def main(argv: list[str] | None = None) -> str:
         seconds = float(np.median(times[variant.name]))
         rounds = np.asarray(times[shipped]) / np.asarray(times[variant.name])  # same round: the load both saw
         ok = row["batch"] <= BATCH_BOUND and row.get("fp32_max", 0.0) <= FLOAT32_BOUND
+        bounds = ("yes" if ok else "no") if "fp32_max" in row else "unknown (no float32 row)"
         size = f"{row['size']:.1f}" if row["size"] else ""
         lines.append(
             f"| {variant.name} | {size} | {len(pairs) / seconds:.0f} | {base / seconds:.2f}x "
             f"| {rounds.min():.2f}-{rounds.max():.2f}x | {row['batch']:.1e} "
             f"| {row.get('fp32_max', float('nan')):.4f} | {row.get('fp32_p99', float('nan')):.4f} "
             f"| {row.get('parity', float('nan')):.4f} | {row['pearson']:.4f} | {row['f1']:.4f} "
-            f"| {'yes' if ok else 'no'} |"
+            f"| {bounds} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
