@@ -16,6 +16,10 @@ measured with the service's CPU batch limits (``serving.settings``) and the give
 - max and 99th percentile |score - float32| per dev pair (bound 0.1), and dev Pearson / F1;
 - max |score - recorded float32| on the package's parity pairs (``metadata.json`` onnx.reference), the only
   scores of the original float32 weights there are (recorded with both orders averaged).
+
+The static int8 rows quantise activations too, with scales fixed by NNCF's calibration
+(``nncf.quantize``, ``ModelType.TRANSFORMER``) on KLUE-STS train pairs (never dev), tokenised with the
+run's symmetry and padded to the widths the scorer pads to: a row's score does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -35,13 +39,15 @@ import numpy as np
 from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, OnnxRuntime, Pending, Runtime
 from models.package import read_metadata, reference_scores
 from models.pairs import EncodedRows
-from models.scorer import PairCodec, Scorer
+from models.scorer import BatchLimits, PairCodec, Scorer
 from training.data import read_pairs
 from training.metrics import sts_metrics
 
 logger = logging.getLogger("research.cpu_runtimes")
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/klue-sts/klue_sts_dev.jsonl"
+TRAIN = REPO / "data/klue-sts/klue_sts_train.jsonl"
+CALIBRATION_PAIRS = 300
 BATCH_BOUND = 1e-4
 FLOAT32_BOUND = 0.1
 NUM_HEADS, HIDDEN = 12, 384
@@ -115,6 +121,57 @@ def accuracy_level(source: Path, target: Path, level: int) -> Path:
     return target
 
 
+def calibration_rows(codec: PairCodec, limits: BatchLimits, pairs: int = CALIBRATION_PAIRS) -> list[dict]:
+    """Inputs for static quantisation: ``pairs`` KLUE-STS train pairs (seeded draw), tokenised by ``codec``.
+
+    One row per item, padded to the width the scorer pads that row to (``limits.padded``): the input names,
+    dtypes and widths the runtime gets, one row at a time so that no statistic mixes rows.
+    """
+    frame = read_pairs(TRAIN)
+    picked = np.random.default_rng(0).choice(len(frame), size=min(pairs, len(frame)), replace=False)
+    rows = codec.encode([(frame["sentence1"].iloc[i], frame["sentence2"].iloc[i]) for i in picked])
+    return [
+        rows[i : i + 1].pad(int(limits.padded(int(length))), codec.tokenizer.pad_id)
+        for i, length in enumerate(rows.lengths)
+    ]
+
+
+def static_int8(
+    source, target: Path, rows: Callable[[], list[dict]], smooth_quant: float | None, float_ops: tuple[str, ...] = ()
+) -> None:
+    """``nncf.quantize`` (``ModelType.TRANSFORMER``) of ``source`` (an OpenVINO or ONNX model) on ``rows``.
+
+    ``smooth_quant``: SmoothQuant's alpha for MatMuls (NNCF's default for transformers is 0.95), None for none.
+    ``float_ops``: patterns of node names left in float (NNCF's ignored scope).
+    """
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    items = rows()
+    names = list(items[0])
+    if hasattr(source, "graph"):  # ONNX: only the inputs the graph has
+        names = [i.name for i in source.graph.input if i.name in items[0]]
+    advanced = AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1 if smooth_quant is None else smooth_quant)
+    )
+    quantized = nncf.quantize(
+        source,
+        nncf.Dataset(items, lambda item: {name: item[name] for name in names}),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(items),
+        ignored_scope=nncf.IgnoredScope(patterns=list(float_ops), validate=False) if float_ops else None,
+        advanced_parameters=advanced,
+    )
+    if hasattr(quantized, "graph"):
+        import onnx
+
+        onnx.save(quantized, str(target))
+    else:
+        import openvino as ov
+
+        ov.save_model(quantized, str(target), compress_to_fp16=False)
+
+
 class OpenVinoRuntime(Runtime):
     """OpenVINO on the CPU, on an ONNX file or an OpenVINO model, with the given CPU properties."""
 
@@ -124,6 +181,7 @@ class OpenVinoRuntime(Runtime):
         import openvino as ov
 
         core = ov.Core()
+        self.path = Path(model) if isinstance(model, str) else None
         self.model = core.compile_model(model, "CPU", config)
         self.request = self.model.create_infer_request()
         self.input_names = tuple(port.any_name for port in self.model.inputs)
@@ -148,7 +206,7 @@ class Variant:
     error: str | None = None
 
 
-def variants(package: Path, work: Path) -> list[Variant]:
+def variants(package: Path, work: Path, calibration: Callable[[], list[dict]]) -> list[Variant]:
     fp32 = package / ONNX_SUBDIR / ONNX_FP32
     onnx_dir = package / ONNX_SUBDIR
     eager = onnx_dir / EAGER_FP32
@@ -220,12 +278,59 @@ def variants(package: Path, work: Path) -> list[Variant]:
         ),
         openvino("OpenVINO on the shipped MatMulNBits file", lambda: onnx_dir / ONNX_INT8, {}),
     ]
+
+    # the two activation-by-activation MatMuls of each attention (Q K^T and probabilities V) left in float32
+    scores = (r".*/attention/self/MatMul(_1)?$",)
+
+    def ov_static(smooth_quant: float | None) -> Callable[[], Path]:
+        def make() -> Path:
+            target = work / f"ov_static_sq{smooth_quant}.xml"
+            if not target.is_file():
+                static_int8(ov.Core().read_model(str(fp32)), target, calibration, smooth_quant)
+            return target
+
+        return make
+
+    def qdq(smooth_quant: float | None, float_ops: tuple[str, ...] = (), label: str = "") -> Callable[[], Path]:
+        """NNCF's QDQ ONNX of the float32 graph, embeddings then stored as uint8 (as the shipped file's are)."""
+
+        def make() -> Path:
+            target = onnx_dir / f"qdq_sq{smooth_quant}{label}.onnx"
+            if not target.is_file():
+                import onnx
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                full = work / target.name
+                static_int8(onnx.load(str(fp32)), full, calibration, smooth_quant, float_ops)
+                quantize_dynamic(
+                    full,
+                    target,
+                    op_types_to_quantize=["Gather"],
+                    weight_type=QuantType.QUInt8,
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
+            return target
+
+        return make
+
+    found += [
+        openvino("OpenVINO static int8 (NNCF, SmoothQuant 0.95)", ov_static(0.95), {}),
+        openvino("OpenVINO static int8 (NNCF, no SmoothQuant)", ov_static(None), {}),
+        ort("ORT static int8 QDQ (NNCF, SmoothQuant 0.95)", qdq(0.95)),
+        openvino("OpenVINO on the QDQ file (NNCF, SmoothQuant 0.95)", qdq(0.95), {}),
+        ort("ORT static int8 QDQ (NNCF, SmoothQuant 0.95), attention scores float", qdq(0.95, scores, "_scores")),
+        openvino("OpenVINO on the QDQ file, attention scores float", qdq(0.95, scores, "_scores"), {}),
+    ]
     return found
 
 
 def size_mb(runtime: Runtime) -> float | None:
+    """The model file's size; an OpenVINO model's ``.xml`` with its ``.bin``."""
     path = getattr(runtime, "path", None)
-    return path.stat().st_size / 1e6 if path is not None else None
+    if path is None:
+        return None
+    weights = path.with_suffix(".bin")
+    return (path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" else 0)) / 1e6
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -236,6 +341,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--symmetry", default="canonical", help="none, average or canonical")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="substrings of the variant names to run")
+    parser.add_argument("--base", help="a substring of the variant whose pairs/s the others are divided by (first)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     from serving.settings import Settings
@@ -250,7 +356,11 @@ def main(argv: list[str] | None = None) -> str:
     labels = frame["label"].to_numpy()
     reference = reference_scores(read_metadata(args.package_dir), ONNX_FP32)
 
-    chosen = [v for v in variants(package, args.work) if not args.only or any(s in v.name for s in args.only)]
+    chosen = [
+        v
+        for v in variants(package, args.work, lambda: calibration_rows(codec, limits))
+        if not args.only or any(s in v.name for s in args.only)
+    ]
     scores: dict[str, np.ndarray] = {}
     rows: dict[str, dict] = {}
     scorers: dict[str, Scorer] = {}
@@ -291,30 +401,35 @@ def main(argv: list[str] | None = None) -> str:
             start = time.perf_counter()
             scorer.score(pairs)
             times[name].append(time.perf_counter() - start)
-    shipped = next(iter(times))
+    shipped = next((name for name in times if args.base and args.base in name), next(iter(times)))
     base = float(np.median(times[shipped]))
     lines = [
         f"KLUE-STS dev, {len(pairs)} pairs, symmetry `{args.symmetry}` ({codec.rows_per_pair} row(s) per pair), CPU "
-        f"batch limits {limits}; {args.repeats} interleaved repeats, medians; float32 = the int8 weights dequantised "
-        "and exported again; parity = the package's recorded float32 scores (original weights, both orders averaged).",
+        f"batch limits {limits}; {args.repeats} interleaved repeats, medians, x `{shipped}` (per round: the range of "
+        "its ratio within each round); float32 = the int8 weights dequantised and exported again; parity = the "
+        "package's recorded float32 scores (original weights, "
+        "both orders averaged).",
         "",
-        "| runtime | MB | pairs/s | vs shipped | batch max | vs float32 max | p99 | parity max | dev Pearson | dev F1 "
-        "| bounds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| runtime | MB | pairs/s | vs shipped | per round | batch max | vs float32 max | p99 | parity max "
+        "| dev Pearson | dev F1 | bounds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for variant in chosen:
         if variant.error:
-            lines.append(f"| {variant.name} | | | | | | | | | | failed: {variant.error} |")
+            lines.append(f"| {variant.name} | | | | | | | | | | | failed: {variant.error} |")
             continue
         row = rows[variant.name]
         seconds = float(np.median(times[variant.name]))
+        rounds = np.asarray(times[shipped]) / np.asarray(times[variant.name])  # same round: the load both saw
         ok = row["batch"] <= BATCH_BOUND and row.get("fp32_max", 0.0) <= FLOAT32_BOUND
+        bounds = ("yes" if ok else "no") if "fp32_max" in row else "unknown (no float32 row)"
         size = f"{row['size']:.1f}" if row["size"] else ""
         lines.append(
-            f"| {variant.name} | {size} | {len(pairs) / seconds:.0f} | {base / seconds:.2f}x | {row['batch']:.1e} "
+            f"| {variant.name} | {size} | {len(pairs) / seconds:.0f} | {base / seconds:.2f}x "
+            f"| {rounds.min():.2f}-{rounds.max():.2f}x | {row['batch']:.1e} "
             f"| {row.get('fp32_max', float('nan')):.4f} | {row.get('fp32_p99', float('nan')):.4f} "
             f"| {row.get('parity', float('nan')):.4f} | {row['pearson']:.4f} | {row['f1']:.4f} "
-            f"| {'yes' if ok else 'no'} |"
+            f"| {bounds} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
