@@ -298,17 +298,12 @@ def variants(package: Path, work: Path, calibration: Callable[[], list[dict]]) -
             target = onnx_dir / f"qdq_sq{smooth_quant}{label}.onnx"
             if not target.is_file():
                 import onnx
-                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                from training.quantize import quantize_embeddings
 
                 full = work / target.name
                 static_int8(onnx.load(str(fp32)), full, calibration, smooth_quant, float_ops)
-                quantize_dynamic(
-                    full,
-                    target,
-                    op_types_to_quantize=["Gather"],
-                    weight_type=QuantType.QUInt8,
-                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-                )
+                quantize_embeddings(full, target)
             return target
 
         return make

@@ -69,6 +69,17 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def quantize_embeddings(source: Path, target: Path) -> None:
+    """Writes ``source`` with its embedding tables stored as uint8, dequantised after the lookup (weights only)."""
+    quantize_dynamic(
+        source,
+        target,
+        op_types_to_quantize=["Gather"],
+        weight_type=QuantType.QUInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
 def quantize_weights(
     fp32_path: Path, target: Path, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL
 ) -> Path:
@@ -84,14 +95,8 @@ def quantize_weights(
     quantizer.process()
     matmuls = target.with_name(target.stem + ".matmul.onnx")
     quantizer.model.save_model_to_file(str(matmuls), use_external_data_format=False)
-    try:  # embeddings: uint8 tables, dequantised after the lookup (weights only, like the MatMuls)
-        quantize_dynamic(
-            matmuls,
-            target,
-            op_types_to_quantize=["Gather"],
-            weight_type=QuantType.QUInt8,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+    try:
+        quantize_embeddings(matmuls, target)
     finally:
         matmuls.unlink()
     logger.info("quantised %s (%.1f MB): %s", target, target.stat().st_size / 1e6, SCHEME)
