@@ -25,6 +25,7 @@ run's symmetry and padded to the widths the scorer pads to: a row's score does n
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> str:
 
     chosen = [
         v
-        for v in variants(package, args.work, lambda: calibration_rows(codec, limits))
+        for v in variants(package, args.work, functools.cache(lambda: calibration_rows(codec, limits)))
         if not args.only or any(s in v.name for s in args.only)
     ]
     scores: dict[str, np.ndarray] = {}

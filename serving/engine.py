@@ -367,8 +367,8 @@ class ScoringEngine:
                     if not in_flight:
                         self._window = None
                     continue
-                round_ = _Round(taken, EncodedRows.concat([job.rows[start:end] for job, start, end in taken]))
-                round_.backlogged = self._backlogged
+                rows = EncodedRows.concat([job.rows[start:end] for job, start, end in taken])
+                round_ = _Round(taken, rows, backlogged=self._backlogged)
                 if self._window is None:
                     self._window = (time.monotonic(), 0)
                 try:

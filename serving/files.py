@@ -695,7 +695,7 @@ def _score_chunks(
             chunk = waiting.popleft()
             if len(writes) >= WRITES_AHEAD:
                 writes.popleft().result()
-            writes.append(writer.submit(_write_scored, scorer, chunk, manifest, folder, fmt_out, not options.progress))
+            writes.append(writer.submit(_commit, scorer, chunk, manifest, folder, fmt_out, not options.progress))
             bar.update(len(chunk.skipped))
 
     try:
@@ -723,19 +723,13 @@ def _score_chunks(
     return scored // per_pair
 
 
-def _write_scored(
-    scorer: Scorer, chunk: Chunk, manifest: Manifest, folder: Path, fmt: Format, log: bool = False
-) -> None:
-    """On the writer thread: the chunk's output columns (scores from its logits), then :func:`_commit`, so that
-    the thread launching forward passes does neither."""
-    _commit(chunk, scored_table(scorer, chunk), manifest, folder, fmt, log)
-
-
-def _commit(chunk: Chunk, table: pa.Table, manifest: Manifest, folder: Path, fmt: Format, log: bool = False) -> None:
-    """Writes a scored chunk as a part and then records it in the manifest: a part is either committed or ignored.
+def _commit(scorer: Scorer, chunk: Chunk, manifest: Manifest, folder: Path, fmt: Format, log: bool = False) -> None:
+    """Builds a scored chunk's output columns (scores from its logits), writes it as a part and then records it in
+    the manifest: a part is either committed or ignored. Runs on the writer thread, off the one launching passes.
 
     ``log``: say so in the log (without a progress bar, the log shows the progress).
     """
+    table = scored_table(scorer, chunk)
     name = f"part-{chunk.index:06d}.{fmt}"
     staging = folder / (name + ".tmp")
     write_part(table, staging, fmt, header=chunk.index == 0)
@@ -763,7 +757,7 @@ def _finish(options: Options, manifest: Manifest, folder: Path, fmt: Format, sch
     if not manifest.parts:  # an input without rows: the output still has the columns
         empty = Chunk(0, 1, 0, schema.empty_table(), [])
         empty.launched = True
-        _commit(empty, scored_table(scorer, empty), manifest, folder, fmt)
+        _commit(scorer, empty, manifest, folder, fmt)
     staging = options.output.with_name(options.output.name + ".tmp")
     join_parts([folder / p["file"] for p in manifest.parts], staging, fmt)
     _fsync(staging)
