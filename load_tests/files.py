@@ -230,6 +230,9 @@ def report(results: dict) -> str:
             + (f"; command / model only: {m['median'] / f['median']:.2f}x" if f else "")
             + f". Peak RSS of these runs: {m['peak_rss_mib']:.0f} MiB.",
             "",
+            "Where the command's passes waited, per repeat (seconds; the largest limits it): "
+            + "; ".join(", ".join(f"{name} {value:.2f}" for name, value in w.items()) for w in m.get("waits_s", [])),
+            "",
         ]
     if "rss" in results:
         r = results["rss"]
@@ -307,7 +310,6 @@ def main(argv: list[str] | None = None) -> None:
     args.pairs = args.pairs if args.pairs is not None else (200_000 if cuda else 2000)
     args.rss_rows = args.rss_rows if args.rss_rows is not None else (0 if cuda else 1_000_000)
     args.ray = args.ray if args.ray is not None else not cuda
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from models.scorer import compile_model, load_served_scorer
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -335,13 +337,14 @@ def main(argv: list[str] | None = None) -> None:
         scorer.score(pairs[: min(len(pairs), 256)])  # warm-up (CUDA graphs, allocator)
         chunked = range(0, len(pairs), args.chunk_rows)
         encoded = [scorer.encode(pairs[i : i + args.chunk_rows]) for i in chunked] if args.model_only else []
-        ceilings, forwards, commands, walls, ratios, rss = [], [], [], [], [], []
+        ceilings, forwards, commands, walls, ratios, rss, waits = [], [], [], [], [], [], []
         for repeat in range(args.repeats):
             ceilings.append(ceiling(scorer, pairs, args.chunk_rows))
             if args.model_only:
                 forwards.append(model_only(scorer, encoded))
             run = run_command(source, scratch / "scored.csv", model, flags, scratch / "stats.json")
             commands.append(run["pairs_per_s"])
+            waits.append(run["waits_s"])
             walls.append(args.pairs / run["wall_s"])
             ratios.append(commands[-1] / ceilings[-1])
             rss.append(run["peak_rss_mib"])
@@ -356,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
             "wall_runs": walls,
             "wall_median": statistics.median(walls),
             "peak_rss_mib": max(rss),
+            "waits_s": waits,
         }
         results["ratios"] = ratios
     del scorer

@@ -626,7 +626,7 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
         compile_model(scorer, options.compile)
     start_rows = manifest.rows_done
     started = time.perf_counter()
-    scored = _score_chunks(options, source, scorer, manifest, folder, fmt_out)
+    scored, waits = _score_chunks(options, source, scorer, manifest, folder, fmt_out)
     seconds = time.perf_counter() - started
     _finish(options, manifest, folder, fmt_out, source.schema, scorer)
     skipped = sum(part["skipped"] for part in manifest.parts)
@@ -641,13 +641,18 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "pairs_per_s": round(scored / seconds, 1) if seconds > 0 else None,
+        "waits_s": {name: round(value, 3) for name, value in waits.items()},
     }
     logger.info(
-        "scored %d pairs into %s in %.1f s (%s pairs/s)%s",
+        "scored %d pairs into %s in %.1f s (%s pairs/s; waited %.1f s for tokenised chunks, %.1f s for the model, "
+        "%.1f s for the writer)%s",
         scored,
         options.output,
         seconds,
         summary["pairs_per_s"],
+        waits["input"],
+        waits["model"],
+        waits["writer"],
         f"; {skipped} bad rows left out, listed in {skipped_file(options.output)}" if skipped else "",
     )
     if options.stats:
@@ -657,9 +662,11 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
 
 def _score_chunks(
     options: Options, source: Input, scorer: Scorer, manifest: Manifest, folder: Path, fmt_out: Format
-) -> int:
+) -> tuple[int, dict[str, float]]:
     """The pipeline: read + check + tokenise (thread) -> forward passes (here) -> output columns, write, commit
-    (thread)."""
+    (thread). Returns the pairs scored and the seconds the passes' thread waited on each neighbour: ``input``
+    (no chunk tokenised yet), ``model`` (a pass's logits; on a GPU, the time it was ahead of the model) and
+    ``writer`` (the parts ahead being written): the largest is what limits the run."""
     from tqdm import tqdm
 
     done = manifest.rows_done
@@ -680,11 +687,15 @@ def _score_chunks(
     )
     scored = 0
     per_pair = scorer.rows_per_pair
+    waits = dict.fromkeys(("input", "model", "writer"), 0.0)
 
     def collect() -> None:
         nonlocal scored
         chunk, indices, pending = in_flight.popleft()
-        chunk.logits[indices] = pending()
+        waiting_since = time.perf_counter()
+        logits = pending()
+        waits["model"] += time.perf_counter() - waiting_since
+        chunk.logits[indices] = logits
         chunk.passes_out -= 1
         before = scored
         scored += len(indices)
@@ -694,12 +705,20 @@ def _score_chunks(
         while waiting and waiting[0].done:
             chunk = waiting.popleft()
             if len(writes) >= WRITES_AHEAD:
+                waiting_since = time.perf_counter()
                 writes.popleft().result()
+                waits["writer"] += time.perf_counter() - waiting_since
             writes.append(writer.submit(_commit, scorer, chunk, manifest, folder, fmt_out, not options.progress))
             bar.update(len(chunk.skipped))
 
     try:
-        for chunk in prepared:
+        chunks_in = iter(prepared)
+        while True:
+            waiting_since = time.perf_counter()
+            chunk = next(chunks_in, None)
+            waits["input"] += time.perf_counter() - waiting_since
+            if chunk is None:
+                break
             waiting.append(chunk)
             if chunk.rows is not None:
                 chunk.logits = np.empty(len(chunk.rows), dtype=np.float32)
@@ -720,7 +739,7 @@ def _score_chunks(
         prepared.close()
         writer.shutdown(wait=True)
         bar.close()
-    return scored // per_pair
+    return scored // per_pair, waits
 
 
 def _commit(scorer: Scorer, chunk: Chunk, manifest: Manifest, folder: Path, fmt: Format, log: bool = False) -> None:
