@@ -230,12 +230,23 @@ class ModelRef:
         return cls(spec, Path(stored.path), str(stored.tag))
 
 
+# Kinds measured on one running ``bentoml serve``, in turn, when they come one after the other: its HTTP and gRPC
+# ports serve both APIs from the same engine, so another start (a minute on a GPU, compiling) would add nothing.
+SHARED_SERVER = frozenset({"service", "grpc", "rank", "grpc-rank"})
+
+
+def _api(kind: ServerKind) -> str:
+    """The API a served kind's requests call: ``rank`` or ``score``."""
+    return "rank" if kind.name in ("rank", "grpc-rank") else "score"
+
+
 class Bench:
     """Runs one benchmark and collects its results (a plain dict written by :mod:`load_tests.report`)."""
 
     def __init__(self, config: BenchConfig, output: Path):
         self.config = config
         self.output = output
+        self._running: tuple[Any, str] | None = None  # a bentoml serve kept for the next kinds; the kind it started for
         self.pairs = read_sentence_pairs(REPO / config.data)
         self.results: dict[str, Any] = {
             "config": dataclasses.asdict(config),
@@ -261,10 +272,13 @@ class Bench:
             logger.info("== %s (%s): %s", kind.key, kind.name, kind.description)
             entry = {"key": kind.key, "description": kind.description, "ready_after_s": None, "runtime": None}
             self.results["servers"][kind.name] = entry
+            if not self._shared_server(kind):
+                self._stop_running()
             if kind.name == "model-only":
                 self._model_only(model, entry)
             else:
                 self._serve_and_measure(kind, model, entry)
+        self._stop_running()
         self.results["finished"] = datetime.now().isoformat(timespec="seconds")
         self.results["machine"]["load_average_end"] = _load_average()
         return self.results
@@ -308,12 +322,29 @@ class Bench:
         env = {**config.service_env, "KO_STS_MODEL_TAG": model.tag or ""}
         if kind.name == "unbatched":
             env["KO_STS_BATCHING"] = "false"
-        api = "rank" if kind.name in ("rank", "grpc-rank") else "score"
         grpc = kind.name in ("grpc", "grpc-rank")
-        return service_server(config.host, env, log, api=api, grpc=grpc, grpc_channels=config.grpc_channels)
+        return service_server(config.host, env, log, api=_api(kind), grpc=grpc, grpc_channels=config.grpc_channels)
+
+    def _shared_server(self, kind: ServerKind) -> bool:
+        """Whether ``kind`` is measured on the running ``bentoml serve`` that the kinds before it started."""
+        return kind.name in SHARED_SERVER and not (kind.name == "service" and self.config.service_url)
+
+    def _stop_running(self) -> None:
+        if self._running is not None:
+            self._running[0].stop()
+            self._running = None
 
     def _serve_and_measure(self, kind: ServerKind, model: ModelRef, entry: dict) -> None:
         config = self.config
+        shared = self._shared_server(kind)
+        if shared and self._running is not None:
+            running, started_for = self._running
+            server = running.over(grpc=kind.name.startswith("grpc"), api=_api(kind))
+            entry["runtime"] = getattr(server, "description", None) or None
+            entry["shared_with"] = started_for
+            logger.info("%s: measured on the server started for %s", kind.name, started_for)
+            self._measure_on(kind, server, entry)
+            return
         if kind.name == "service" and config.service_url:
             server = ExternalServer(config.service_url)
         else:
@@ -322,7 +353,6 @@ class Bench:
             except Exception as error:
                 self._failed(kind.name, "start", error)
                 return
-        memory = PeakGpuMemory().start() if config.device == "cuda" else None
         try:
             entry["ready_after_s"] = round(server.start(config.startup_timeout), 1)
             entry["runtime"] = getattr(server, "description", None) or None
@@ -330,18 +360,27 @@ class Bench:
         except Exception as error:
             self._failed(kind.name, "start", error)
             server.stop()
-            if memory is not None:
-                memory.stop()
             return
+        if shared:
+            self._running = (server, kind.name)  # stopped once the kinds sharing it are measured
+        if not self._measure_on(kind, server, entry) or not shared:
+            if self._running is not None and self._running[0] is server:
+                self._running = None
+            server.stop()
+
+    def _measure_on(self, kind: ServerKind, server, entry: dict) -> bool:
+        """Measures ``kind``'s points on a started server (with its GPU memory peak on CUDA); False if it failed."""
+        memory = PeakGpuMemory().start() if self.config.device == "cuda" else None
         try:
             asyncio.run(self._measure(kind, server))
+            return True
         except Exception as error:
             tail = getattr(server, "log_tail", lambda: "")()
             self._failed(kind.name, "load", error, tail)
+            return False
         finally:
             if memory is not None:
                 entry["gpu_memory_peak_mib"] = memory.stop()
-            server.stop()
 
     async def _measure(self, kind: ServerKind, server) -> None:
         config = self.config

@@ -94,6 +94,8 @@ def scorer_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--backend", args.backend, "--device", args.device, "--chunk-rows", str(args.chunk_rows)]
     if args.max_batch_tokens:
         flags += ["--max-batch-tokens", str(args.max_batch_tokens)]
+    if args.tokenizer_threads:
+        flags += ["--tokenizer-threads", str(args.tokenizer_threads)]
     return [*flags, "--compile" if args.compile else "--no-compile"]
 
 
@@ -230,8 +232,8 @@ def report(results: dict) -> str:
             + (f"; command / model only: {m['median'] / f['median']:.2f}x" if f else "")
             + f". Peak RSS of these runs: {m['peak_rss_mib']:.0f} MiB.",
             "",
-            "Where the command's passes waited, per repeat (seconds; the largest limits it): "
-            + "; ".join(", ".join(f"{name} {value:.2f}" for name, value in w.items()) for w in m.get("waits_s", [])),
+            "Where the command's passes thread spent its time, per repeat (seconds; `ko-sts score --stats`): "
+            + "; ".join(", ".join(f"{name} {value:.2f}" for name, value in t.items()) for t in m.get("time_s", [])),
             "",
         ]
     if "rss" in results:
@@ -271,6 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-tokens", type=int, help="as the command's flag (default: the service's)")
     parser.add_argument("--pairs", type=int, help="pairs in the throughput file (default: 2000, 200000 on CUDA)")
     parser.add_argument("--chunk-rows", type=int, default=8192, help="the command's chunks and the ceiling's calls")
+    parser.add_argument("--tokenizer-threads", type=int, help="the command's --tokenizer-threads (default: its own)")
     parser.add_argument(
         "--model-only",
         action=argparse.BooleanOptionalAction,
@@ -337,14 +340,14 @@ def main(argv: list[str] | None = None) -> None:
         scorer.score(pairs[: min(len(pairs), 256)])  # warm-up (CUDA graphs, allocator)
         chunked = range(0, len(pairs), args.chunk_rows)
         encoded = [scorer.encode(pairs[i : i + args.chunk_rows]) for i in chunked] if args.model_only else []
-        ceilings, forwards, commands, walls, ratios, rss, waits = [], [], [], [], [], [], []
+        ceilings, forwards, commands, walls, ratios, rss, spent = [], [], [], [], [], [], []
         for repeat in range(args.repeats):
             ceilings.append(ceiling(scorer, pairs, args.chunk_rows))
             if args.model_only:
                 forwards.append(model_only(scorer, encoded))
             run = run_command(source, scratch / "scored.csv", model, flags, scratch / "stats.json")
             commands.append(run["pairs_per_s"])
-            waits.append(run["waits_s"])
+            spent.append(run["time_s"])
             walls.append(args.pairs / run["wall_s"])
             ratios.append(commands[-1] / ceilings[-1])
             rss.append(run["peak_rss_mib"])
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
             "wall_runs": walls,
             "wall_median": statistics.median(walls),
             "peak_rss_mib": max(rss),
-            "waits_s": waits,
+            "time_s": spent,
         }
         results["ratios"] = ratios
     del scorer

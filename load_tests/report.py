@@ -128,7 +128,7 @@ def markdown(results: dict, plots: dict[int, str]) -> str:
                 entry["key"],
                 name,
                 entry["description"],
-                _num(entry.get("ready_after_s")),
+                f"running ({entry['shared_with']}'s)" if entry.get("shared_with") else _num(entry.get("ready_after_s")),
                 entry.get("runtime") or "-",
                 _num(entry.get("gpu_memory_peak_mib")),
             ]

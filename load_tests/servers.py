@@ -16,6 +16,7 @@ waits for ``/readyz`` and reports the log's tail when a server does not come up.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import json
 import os
@@ -87,7 +88,8 @@ class HttpServer:
         log_path: its stdout and stderr.
         metrics: whether it exposes ``ko_sts_*`` metrics on ``/metrics``.
         api: the requests sent: ``score`` or ``rank``.
-        grpc_target: ``host:port`` to send them over gRPC instead of HTTP.
+        grpc_address: ``host:port`` where the server also answers gRPC, if it does.
+        grpc: send the requests over gRPC (to ``grpc_address``) instead of HTTP.
     """
 
     def __init__(
@@ -100,12 +102,16 @@ class HttpServer:
         metrics: bool,
         description: str = "",
         api: str = "score",
-        grpc_target: str | None = None,
+        grpc_address: str | None = None,
+        grpc: bool = False,
         grpc_channels: int = 1,
     ):
+        if grpc and not grpc_address:
+            raise ValueError("grpc=True needs the server's grpc_address")
         self.command = command
         self.api = api
-        self.grpc_target = grpc_target
+        self.grpc_address = grpc_address
+        self.grpc = grpc
         self.grpc_channels = grpc_channels
         self.env = env
         self.url = f"http://{host}:{port}"
@@ -156,11 +162,19 @@ class HttpServer:
         return f"{info.get('tag')}: {info.get('backend')} on {info.get('device')}"
 
     def transport(self, timeout_s: float) -> Transport:
-        if self.grpc_target:
+        if self.grpc:
             metrics_url = self.url if self.metrics else None
             channels = self.grpc_channels
-            return GrpcTransport(self.grpc_target, timeout_s, self.api, metrics_url=metrics_url, channels=channels)
+            return GrpcTransport(self.grpc_address, timeout_s, self.api, metrics_url=metrics_url, channels=channels)
         return HttpTransport(self.url, timeout_s=timeout_s, metrics=self.metrics, api=self.api)
+
+    def over(self, grpc: bool, api: str) -> HttpServer:
+        """This server (the same running process) driven over gRPC or HTTP with ``api``'s requests."""
+        if grpc and not self.grpc_address:
+            raise ValueError(f"{self.url} does not answer gRPC")
+        view = copy.copy(self)
+        view.grpc, view.api = grpc, api
+        return view
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -232,7 +246,6 @@ def service_server(
     """
     port, grpc_port = free_port(host), free_port(host)
     env = {**env, "KO_STS_GRPC_PORT": str(grpc_port)}
-    grpc_target = f"{host}:{grpc_port}" if grpc else None
     command = bentoml_command(host, port)
     return HttpServer(
         command,
@@ -243,7 +256,8 @@ def service_server(
         metrics=True,
         description=description,
         api=api,
-        grpc_target=grpc_target,
+        grpc_address=f"{host}:{grpc_port}",
+        grpc=grpc,
         grpc_channels=grpc_channels,
     )
 

@@ -32,8 +32,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -73,8 +74,14 @@ WRITES_AHEAD = 2  # scored chunks waiting for the writer
 
 
 def default_tokenizer_threads() -> int:
-    """Threads checking and tokenising chunks: half the cores, 1 to 8 (the rest feed the model and write)."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    """Threads checking and tokenising chunks. ``tokenizers`` spreads each chunk over every core itself, so two
+    threads (one on 2 cores) keep it busy while the other turns its encodings into arrays, and the first chunk is
+    ready after about two chunks' work rather than one per thread. Where ``TOKENIZERS_PARALLELISM`` turns that
+    off, half the cores, 1 to 8.
+    """
+    half = (os.cpu_count() or 2) // 2
+    parallel = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in ("0", "false", "off", "no")
+    return max(1, min(2 if parallel else 8, half))
 
 
 class FileScoringError(ValueError):
@@ -626,7 +633,7 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
         compile_model(scorer, options.compile)
     start_rows = manifest.rows_done
     started = time.perf_counter()
-    scored, waits = _score_chunks(options, source, scorer, manifest, folder, fmt_out)
+    scored, spent = _score_chunks(options, source, scorer, manifest, folder, fmt_out)
     seconds = time.perf_counter() - started
     _finish(options, manifest, folder, fmt_out, source.schema, scorer)
     skipped = sum(part["skipped"] for part in manifest.parts)
@@ -641,18 +648,20 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "pairs_per_s": round(scored / seconds, 1) if seconds > 0 else None,
-        "waits_s": {name: round(value, 3) for name, value in waits.items()},
+        "time_s": {name: round(value, 3) for name, value in spent.items()},
     }
     logger.info(
-        "scored %d pairs into %s in %.1f s (%s pairs/s; waited %.1f s for tokenised chunks, %.1f s for the model, "
-        "%.1f s for the writer)%s",
+        "scored %d pairs into %s in %.1f s (%s pairs/s; waited %.1f s for tokenised chunks, the first after %.1f s, "
+        "%.1f s for the model and %.1f s for the writer; launched passes for %.1f s)%s",
         scored,
         options.output,
         seconds,
         summary["pairs_per_s"],
-        waits["input"],
-        waits["model"],
-        waits["writer"],
+        spent["waiting_input"],
+        spent["first_chunk"],
+        spent["waiting_model"],
+        spent["waiting_writer"],
+        spent["launching"],
         f"; {skipped} bad rows left out, listed in {skipped_file(options.output)}" if skipped else "",
     )
     if options.stats:
@@ -664,9 +673,10 @@ def _score_chunks(
     options: Options, source: Input, scorer: Scorer, manifest: Manifest, folder: Path, fmt_out: Format
 ) -> tuple[int, dict[str, float]]:
     """The pipeline: read + check + tokenise (thread) -> forward passes (here) -> output columns, write, commit
-    (thread). Returns the pairs scored and the seconds the passes' thread waited on each neighbour: ``input``
-    (no chunk tokenised yet), ``model`` (a pass's logits; on a GPU, the time it was ahead of the model) and
-    ``writer`` (the parts ahead being written): the largest is what limits the run."""
+    (thread). Returns the pairs scored and where the passes' thread spent its time, in seconds: waiting for
+    tokenised chunks (``waiting_input``; ``first_chunk`` is when the first came), assembling and launching passes
+    (``launching``; on a CPU runtime the passes run there, as they are launched), waiting for their logits (``waiting_model``: on a GPU, the time it was ahead of the model) and
+    for the parts ahead to be written (``waiting_writer``). The largest says what limits the run."""
     from tqdm import tqdm
 
     done = manifest.rows_done
@@ -687,14 +697,14 @@ def _score_chunks(
     )
     scored = 0
     per_pair = scorer.rows_per_pair
-    waits = dict.fromkeys(("input", "model", "writer"), 0.0)
+    spent = dict.fromkeys(("first_chunk", "waiting_input", "launching", "waiting_model", "waiting_writer"), 0.0)
+    started = time.perf_counter()
 
     def collect() -> None:
         nonlocal scored
         chunk, indices, pending = in_flight.popleft()
-        waiting_since = time.perf_counter()
-        logits = pending()
-        waits["model"] += time.perf_counter() - waiting_since
+        with _timed(spent, "waiting_model"):
+            logits = pending()
         chunk.logits[indices] = logits
         chunk.passes_out -= 1
         before = scored
@@ -705,24 +715,18 @@ def _score_chunks(
         while waiting and waiting[0].done:
             chunk = waiting.popleft()
             if len(writes) >= WRITES_AHEAD:
-                waiting_since = time.perf_counter()
-                writes.popleft().result()
-                waits["writer"] += time.perf_counter() - waiting_since
+                with _timed(spent, "waiting_writer"):
+                    writes.popleft().result()
             writes.append(writer.submit(_commit, scorer, chunk, manifest, folder, fmt_out, not options.progress))
             bar.update(len(chunk.skipped))
 
     try:
-        chunks_in = iter(prepared)
-        while True:
-            waiting_since = time.perf_counter()
-            chunk = next(chunks_in, None)
-            waits["input"] += time.perf_counter() - waiting_since
-            if chunk is None:
-                break
+        for chunk in _timed_iter(prepared, spent, "waiting_input"):
+            spent["first_chunk"] = spent["first_chunk"] or time.perf_counter() - started
             waiting.append(chunk)
             if chunk.rows is not None:
                 chunk.logits = np.empty(len(chunk.rows), dtype=np.float32)
-                for indices, pending in scorer.launch_passes(chunk.rows):
+                for indices, pending in _timed_iter(scorer.launch_passes(chunk.rows), spent, "launching"):
                     in_flight.append((chunk, indices, pending))
                     chunk.passes_out += 1
                     if len(in_flight) >= PASSES_IN_FLIGHT:
@@ -739,7 +743,28 @@ def _score_chunks(
         prepared.close()
         writer.shutdown(wait=True)
         bar.close()
-    return scored // per_pair, waits
+    return scored // per_pair, spent
+
+
+@contextmanager
+def _timed(spent: dict[str, float], key: str) -> Iterator[None]:
+    """Adds the seconds its block takes to ``spent[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent[key] += time.perf_counter() - start
+
+
+def _timed_iter(items: Iterable[Any], spent: dict[str, float], key: str) -> Iterator[Any]:
+    """``items``, adding the seconds each takes to come to ``spent[key]``."""
+    items = iter(items)
+    while True:
+        with _timed(spent, key):
+            item = next(items, _Prepared.END)
+        if item is _Prepared.END:
+            return
+        yield item
 
 
 def _commit(scorer: Scorer, chunk: Chunk, manifest: Manifest, folder: Path, fmt: Format, log: bool = False) -> None:
@@ -845,7 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokenizer-threads",
         type=int,
         default=default_tokenizer_threads(),
-        help=f"threads checking and tokenising chunks (default: half the cores, 1 to 8: {default_tokenizer_threads()})",
+        help=f"threads checking and tokenising chunks (default here: {default_tokenizer_threads()}; 2, one on 2 "
+        "cores, as tokenizers spreads each chunk over the cores itself; half the cores, 1 to 8, where "
+        "TOKENIZERS_PARALLELISM=false)",
     )
     score.add_argument(
         "--symmetry",

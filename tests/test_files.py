@@ -228,8 +228,10 @@ def test_a_killed_run_resumes_without_rescoring_or_duplicating_rows(tmp_path, tr
     summary = json.loads(stats.read_text())
     assert summary["rows"] == 3000
     assert summary["pairs_scored_this_run"] == summary["rows_this_run"] == 3000 - committed
-    assert set(summary["waits_s"]) == {"input", "model", "writer"}
-    assert 0 <= sum(summary["waits_s"].values()) <= summary["seconds"]
+    spent = summary["time_s"]
+    assert set(spent) == {"first_chunk", "waiting_input", "launching", "waiting_model", "waiting_writer"}
+    assert 0 < spent["first_chunk"] <= spent["waiting_input"] + 0.01
+    assert 0 < sum(spent.values()) - spent["first_chunk"] <= summary["seconds"]
     assert target.read_bytes() == whole.read_bytes()
     assert not (tmp_path / "resumed.csv.parts").exists()
 

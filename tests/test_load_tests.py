@@ -76,13 +76,17 @@ def test_latency_stages_each_add_to_the_last(trained_package, capsys):
 
 @pytest.mark.slow
 def test_http_service_and_seed_baseline(trained_package, tmp_path):
-    """`bentoml serve` and the seed-design FastAPI app, started, loaded and stopped by the harness."""
-    results = _run(trained_package, tmp_path / "out", "service,baseline,in-process")
-    _check(results, tmp_path / "out", ["service", "baseline", "in-process"])
-    service = [p for p in results["points"] if p["server"] == "service"]
+    """`bentoml serve` (over HTTP, then gRPC on the same running server) and the seed-design FastAPI app, started,
+    loaded and stopped by the harness."""
+    results = _run(trained_package, tmp_path / "out", "service,grpc,baseline,in-process")
+    _check(results, tmp_path / "out", ["service", "grpc", "baseline", "in-process"])
+    service = [p for p in results["points"] if p["server"] in ("service", "grpc")]
     assert all(p["mean_batch_pairs"] is not None for p in service)  # scraped from /metrics
     assert all(p["server_cpu"] is not None for p in service)
     assert (tmp_path / "out/server-a-service.log").is_file()
+    assert results["servers"]["grpc"]["shared_with"] == "service"  # one start for both protocols
+    assert not (tmp_path / "out/server-f-grpc.log").exists()
+    assert "running (service's)" in (tmp_path / "out/results.md").read_text()
 
 
 @pytest.mark.slow
