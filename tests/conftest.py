@@ -7,8 +7,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# Every test talks to a temporary BentoML store, never the user's ~/bentoml.
-os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ko-sts-test-bentoml-")
+# Every test talks to a temporary BentoML store, never the user's ~/bentoml: one per session, although this
+# module runs twice (pytest loads it as ``conftest``, test modules import it as ``tests.conftest``). A second
+# store would leave BentoML in this process on the first and every `bentoml serve` started later on the second.
+if "KO_STS_TESTS_BENTOML_HOME" not in os.environ:
+    os.environ["KO_STS_TESTS_BENTOML_HOME"] = tempfile.mkdtemp(prefix="ko-sts-test-bentoml-")
+os.environ["BENTOML_HOME"] = os.environ["KO_STS_TESTS_BENTOML_HOME"]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
