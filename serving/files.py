@@ -561,15 +561,19 @@ class _Prepared:
     def _run(self, tables: Iterator[pa.Table], index: int, first_row: int, scorer: Scorer, options: Options) -> None:
         # Reading stays on this thread; checking and tokenising (``encode_batch_fast`` runs outside the GIL)
         # spread over ``options.tokenizer_threads``, the chunks handed on in input order.
+        # The first chunk is tokenised alone, on every core, so that the passes start as soon as they can.
         pool = ThreadPoolExecutor(options.tokenizer_threads, thread_name_prefix="ko-sts-tokenize")
         ahead: deque[Future] = deque()
+        alone = True
         try:
             for table in tables:
                 ahead.append(pool.submit(_prepare_chunk, table, index, first_row, scorer, options))
                 index += 1
                 first_row += table.num_rows
-                if len(ahead) > options.tokenizer_threads and not self._put(ahead.popleft().result()):
-                    return
+                if alone or len(ahead) > options.tokenizer_threads:
+                    alone = False
+                    if not self._put(ahead.popleft().result()):
+                        return
             while ahead:
                 if not self._put(ahead.popleft().result()):
                     return
@@ -674,9 +678,10 @@ def _score_chunks(
 ) -> tuple[int, dict[str, float]]:
     """The pipeline: read + check + tokenise (thread) -> forward passes (here) -> output columns, write, commit
     (thread). Returns the pairs scored and where the passes' thread spent its time, in seconds: waiting for
-    tokenised chunks (``waiting_input``; ``first_chunk`` is when the first came), assembling and launching passes
-    (``launching``; on a CPU runtime the passes run there, as they are launched), waiting for their logits (``waiting_model``: on a GPU, the time it was ahead of the model) and
-    for the parts ahead to be written (``waiting_writer``). The largest says what limits the run."""
+    tokenised chunks (``waiting_input``; ``first_chunk`` is when the first came), assembling and launching
+    passes (``launching``; a CPU runtime runs each pass as it is launched), waiting for their logits
+    (``waiting_model``: on a GPU, the time it was ahead of the model) and for the parts ahead to be written
+    (``waiting_writer``). The largest says what limits the run."""
     from tqdm import tqdm
 
     done = manifest.rows_done
