@@ -343,30 +343,29 @@ class Bench:
             entry["runtime"] = getattr(server, "description", None) or None
             entry["shared_with"] = started_for
             logger.info("%s: measured on the server started for %s", kind.name, started_for)
-            self._measure_on(kind, server, entry)
-            return
-        if kind.name == "service" and config.service_url:
-            server = ExternalServer(config.service_url)
         else:
+            started_for = kind.name
+            if kind.name == "service" and config.service_url:
+                server = ExternalServer(config.service_url)
+            else:
+                try:
+                    server = self._server(kind, model)
+                except Exception as error:
+                    self._failed(kind.name, "start", error)
+                    return
             try:
-                server = self._server(kind, model)
+                entry["ready_after_s"] = round(server.start(config.startup_timeout), 1)
+                entry["runtime"] = getattr(server, "description", None) or None
+                logger.info("%s ready after %.1f s", kind.name, entry["ready_after_s"])
             except Exception as error:
                 self._failed(kind.name, "start", error)
+                server.stop()
                 return
-        try:
-            entry["ready_after_s"] = round(server.start(config.startup_timeout), 1)
-            entry["runtime"] = getattr(server, "description", None) or None
-            logger.info("%s ready after %.1f s", kind.name, entry["ready_after_s"])
-        except Exception as error:
-            self._failed(kind.name, "start", error)
+        if self._measure_on(kind, server, entry) and shared:
+            self._running = (server, started_for)  # kept for the next kinds; stopped once they are measured
+        else:  # not shared, or it failed (a server that failed its points is not measured again)
             server.stop()
-            return
-        if shared:
-            self._running = (server, kind.name)  # stopped once the kinds sharing it are measured
-        if not self._measure_on(kind, server, entry) or not shared:
-            if self._running is not None and self._running[0] is server:
-                self._running = None
-            server.stop()
+            self._running = None
 
     def _measure_on(self, kind: ServerKind, server, entry: dict) -> bool:
         """Measures ``kind``'s points on a started server (with its GPU memory peak on CUDA); False if it failed."""

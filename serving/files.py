@@ -75,9 +75,8 @@ WRITES_AHEAD = 2  # scored chunks waiting for the writer
 
 def default_tokenizer_threads() -> int:
     """Threads checking and tokenising chunks. ``tokenizers`` spreads each chunk over every core itself, so two
-    threads (one on 2 cores) keep it busy while the other turns its encodings into arrays, and the first chunk is
-    ready after about two chunks' work rather than one per thread. Where ``TOKENIZERS_PARALLELISM`` turns that
-    off, half the cores, 1 to 8.
+    threads (one on 2 cores) keep the cores busy, one tokenising while the other turns its encodings into arrays
+    (which holds the GIL). Where ``TOKENIZERS_PARALLELISM`` turns that off, half the cores, 1 to 8.
     """
     half = (os.cpu_count() or 2) // 2
     parallel = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in ("0", "false", "off", "no")
