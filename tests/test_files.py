@@ -104,6 +104,21 @@ def test_chunks_are_exact_whatever_the_reader_batches():
     assert sum((t.column("n").to_pylist() for t in cut), []) == list(range(23))
 
 
+@pytest.mark.parametrize(
+    ("parallelism", "cores", "threads"),
+    [(None, 16, 2), ("true", 2, 1), ("false", 16, 8), ("0", 6, 3), ("false", 1, 1)],
+)
+def test_tokenising_threads_follow_whether_tokenizers_parallelises_itself(monkeypatch, parallelism, cores, threads):
+    from serving.files import default_tokenizer_threads
+
+    if parallelism is None:
+        monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    else:
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", parallelism)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_tokenizer_threads() == threads
+
+
 def test_an_empty_sentence_stops_the_run_naming_its_row(tmp_path, trained_package):
     rows = klue_rows(12)
     rows[9]["sentence2"] = "   "
