@@ -771,11 +771,11 @@ def _timed(spent: dict[str, float], key: str) -> Iterator[None]:
 
 def _timed_iter(items: Iterable[Any], spent: dict[str, float], key: str) -> Iterator[Any]:
     """``items``, adding the seconds each takes to come to ``spent[key]``."""
-    items = iter(items)
+    items, end = iter(items), object()
     while True:
         with _timed(spent, key):
-            item = next(items, _Prepared.END)
-        if item is _Prepared.END:
+            item = next(items, end)
+        if item is end:
             return
         yield item
 
