@@ -240,13 +240,27 @@ def _api(kind: ServerKind) -> str:
     return "rank" if kind.name in ("rank", "grpc-rank") else "score"
 
 
+@dataclass
+class _Started:
+    """A server the bench started, with the GPU memory sampler that runs from before its start to its stop."""
+
+    server: Any
+    kind: str  # the kind it was started for
+    memory: PeakGpuMemory | None
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.memory is not None:
+            self.memory.stop()
+
+
 class Bench:
     """Runs one benchmark and collects its results (a plain dict written by :mod:`load_tests.report`)."""
 
     def __init__(self, config: BenchConfig, output: Path):
         self.config = config
         self.output = output
-        self._running: tuple[Any, str] | None = None  # a bentoml serve kept for the next kinds; the kind it started for
+        self._running: _Started | None = None  # a bentoml serve kept for the next kinds
         self.pairs = read_sentence_pairs(REPO / config.data)
         self.results: dict[str, Any] = {
             "config": dataclasses.asdict(config),
@@ -331,20 +345,19 @@ class Bench:
 
     def _stop_running(self) -> None:
         if self._running is not None:
-            self._running[0].stop()
+            self._running.stop()
             self._running = None
 
     def _serve_and_measure(self, kind: ServerKind, model: ModelRef, entry: dict) -> None:
         config = self.config
         shared = self._shared_server(kind)
         if shared and self._running is not None:
-            running, started_for = self._running
-            server = running.over(grpc=kind.name.startswith("grpc"), api=_api(kind))
+            started = self._running
+            server = started.server.over(grpc=kind.name.startswith("grpc"), api=_api(kind))
             entry["runtime"] = getattr(server, "description", None) or None
-            entry["shared_with"] = started_for
-            logger.info("%s: measured on the server started for %s", kind.name, started_for)
+            entry["shared_with"] = started.kind
+            logger.info("%s: measured on the server started for %s", kind.name, started.kind)
         else:
-            started_for = kind.name
             if kind.name == "service" and config.service_url:
                 server = ExternalServer(config.service_url)
             else:
@@ -353,23 +366,27 @@ class Bench:
                 except Exception as error:
                     self._failed(kind.name, "start", error)
                     return
+            # sampled from before the start: the server's start-up (compiling, CUDA graphs) is part of its peak
+            started = _Started(server, kind.name, PeakGpuMemory().start() if config.device == "cuda" else None)
             try:
                 entry["ready_after_s"] = round(server.start(config.startup_timeout), 1)
                 entry["runtime"] = getattr(server, "description", None) or None
                 logger.info("%s ready after %.1f s", kind.name, entry["ready_after_s"])
             except Exception as error:
                 self._failed(kind.name, "start", error)
-                server.stop()
+                started.stop()
                 return
-        if self._measure_on(kind, server, entry) and shared:
-            self._running = (server, started_for)  # kept for the next kinds; stopped once they are measured
+        measured = self._measure_on(kind, server)
+        if started.memory is not None:
+            entry["gpu_memory_peak_mib"] = started.memory.peak  # the server's, from its start to now
+        if measured and shared:
+            self._running = started  # kept for the next kinds; stopped once they are measured
         else:  # not shared, or it failed (a server that failed its points is not measured again)
-            server.stop()
+            started.stop()
             self._running = None
 
-    def _measure_on(self, kind: ServerKind, server, entry: dict) -> bool:
-        """Measures ``kind``'s points on a started server (with its GPU memory peak on CUDA); False if it failed."""
-        memory = PeakGpuMemory().start() if self.config.device == "cuda" else None
+    def _measure_on(self, kind: ServerKind, server) -> bool:
+        """Measures ``kind``'s points on a started server; False if it failed."""
         try:
             asyncio.run(self._measure(kind, server))
             return True
@@ -377,9 +394,6 @@ class Bench:
             tail = getattr(server, "log_tail", lambda: "")()
             self._failed(kind.name, "load", error, tail)
             return False
-        finally:
-            if memory is not None:
-                entry["gpu_memory_peak_mib"] = memory.stop()
 
     async def _measure(self, kind: ServerKind, server) -> None:
         config = self.config

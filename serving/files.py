@@ -77,13 +77,17 @@ WRITES_AHEAD = 2  # scored chunks waiting for the writer
 COMPILE_FROM_ROWS = 5_000_000
 
 
+# What turns ``tokenizers``' own parallelism off in TOKENIZERS_PARALLELISM (its utils/parallelism.rs, lowercased).
+TOKENIZERS_OFF = ("", "off", "false", "f", "no", "n", "0")
+
+
 def default_tokenizer_threads() -> int:
     """Threads checking and tokenising chunks. ``tokenizers`` spreads each chunk over every core itself, so two
     threads (one on 2 cores) keep the cores busy, one tokenising while the other turns its encodings into arrays
     (which holds the GIL). Where ``TOKENIZERS_PARALLELISM`` turns that off, half the cores, 1 to 8.
     """
     half = (os.cpu_count() or 2) // 2
-    parallel = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in ("0", "false", "off", "no")
+    parallel = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in TOKENIZERS_OFF
     return max(1, min(2 if parallel else 8, half))
 
 
