@@ -20,6 +20,8 @@ import sys
 import tarfile
 from collections import defaultdict
 
+from research.experiments.candidate import WEIGHTS  # the release rule's weights: one definition
+
 COLUMNS = {  # column: (metadata or contrast, path)
     "selection": ("m", ("selection", "score")),
     "round-4 score": ("r4", ()),
@@ -32,6 +34,12 @@ COLUMNS = {  # column: (metadata or contrast, path)
     "min. pairs, project": ("c", ("minimal_pairs", "project", "all", "accuracy")),
     "project paraphrase": ("c", ("minimal_pairs", "project", "paraphrase", "accuracy")),
     "min. pairs, held out": ("c", ("minimal_pairs", "held_out", "all", "accuracy")),
+}
+
+RULE_COLUMNS = {  # the release rule's figures (candidate.WEIGHTS) among the columns
+    "validation balanced Pearson": "val. bal. Pearson",
+    "KorSTS hold-out Pearson": "KorSTS hold-out",
+    "held-out minimal pairs": "min. pairs, held out",
 }
 
 
@@ -54,9 +62,7 @@ def runs(archive: str) -> dict[str, list[dict[str, float]]]:
         if set(files) != {"m", "c"}:
             continue
         row = {name: _get(files[src], path) for name, (src, path) in COLUMNS.items() if src != "r4"}
-        row["round-4 score"] = (
-            0.65 * row["val. bal. Pearson"] + 0.25 * row["KorSTS hold-out"] + 0.1 * row["min. pairs, held out"]
-        )
+        row["round-4 score"] = sum(weight * row[RULE_COLUMNS[name]] for name, weight in WEIGHTS.items())
         by_variant[run.rsplit("-s", 1)[0]].append(row)
     return by_variant
 
