@@ -27,6 +27,8 @@
 #   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
 #   training pairs (training.distill, as in `compare`) for the students: then stage student with
 #   STUDENT_CONFIG=research/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
+#   SHALLOW_BASE (a base with fewer layers, research/experiments/shrink_base.py) adds three students from it,
+#   named shallow-sN: their figures are reported, they are never sent back (issue 15's smaller-model lever).
 #
 # HEALED_PACKED=FILE.npz skips healing (research/experiments/pack_base.py unpack); PACK_HEALED=1 returns the
 # healed base packed (23 MB, int8 per row) in 15 MB parts: `cat healed.npz.part-* > healed.npz` to carry it.
@@ -126,19 +128,23 @@ elif [ "$stage" = student ]; then
   labels=$(sed -n 's/^soft_label_file: *//p' "$config")
   mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
   for seed in 1 2 3; do run student $seed "$init" "$config"; done
+  # SHALLOW_BASE (shrink_base.py: every other layer): the same students beside them, reported, never sent back
+  [ -n "${SHALLOW_BASE:-}" ] && for seed in 1 2 3; do run shallow $seed "$SHALLOW_BASE" "$config"; done
   wait; log "runs done"
   send_back "$w"/student-s*/model
 elif [ "$stage" = study ]; then
-  heal
-  study=$w/tune/me5-small-ko-r4; mkdir -p "$study"
+  # STUDY_CONFIG (default the round-4 recipe, beside three runs of it) from STUDY_INIT (default the healed base)
+  config=${STUDY_CONFIG:-$r4}; init=${STUDY_INIT:-$w/healed}; name=$(basename "$config" .yaml)
+  [ "$init" = "$w/healed" ] && heal
+  study=$w/tune/$name; mkdir -p "$study"
   [ -n "${STUDY_DB:-}" ] && [ ! -s "$study/study.db" ] && cp "$STUDY_DB" "$study/study.db"
-  sed "s#^model_name_or_path: .*#model_name_or_path: $w/healed#" $r4 > "$w/me5-small-ko-r4.yaml"
-  for seed in 1 2 3; do run r4 $seed "$w/healed" $r4; done
+  sed "s#^model_name_or_path: .*#model_name_or_path: $init#" "$config" > "$w/$name.yaml"
+  [ "$config" = $r4 ] && for seed in 1 2 3; do run r4 $seed "$init" $r4; done
   # its --timeout prunes running trials only when they report an epoch: a hard stop too, so that the reports run
-  timeout -s TERM "$((stop - $(date +%s) + 30))" $python -m training.tune --config "$w/me5-small-ko-r4.yaml" \
+  timeout -s TERM "$((stop - $(date +%s) + 30))" $python -m training.tune --config "$w/$name.yaml" \
     --space training/configs/search/me5-small-ko-r4.yaml --output-dir "$w/tune" --workers "${WORKERS:-10}" \
     --n-trials 200 --timeout "$((stop - $(date +%s)))" > "$w/tune.log" 2>&1 || tail -5 "$w/tune.log"
-  $python -m training.tune --config "$w/me5-small-ko-r4.yaml" --space training/configs/search/me5-small-ko-r4.yaml \
+  $python -m training.tune --config "$w/$name.yaml" --space training/configs/search/me5-small-ko-r4.yaml \
     --output-dir "$w/tune" --report-only >> "$w/tune.log" 2>&1
   wait; log "runs done"
   log "study: $(grep -c . "$study/trials.csv" 2>/dev/null) lines in trials.csv"
@@ -160,8 +166,9 @@ elif [ "$stage" = variants ]; then
 else
   echo "unknown stage $stage: compare, student, study, variants or teacher"; exit 2
 fi
-packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -n1 dirname | tr '\n' ' ')
-$python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$w/reports.log" &
+packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -r -n1 dirname | tr '\n' ' ')
+: > "$out/compare.md"  # empty when the stage trained no package (a study alone)
+[ -n "$packages" ] && $python -m training.compare $packages --sources validation dev > "$out/compare.md" 2>> "$w/reports.log" &
 for p in $packages; do
   $python -m training.contrast "$p" --backend torch --device "$device" --json > "$p/contrast.json" 2>> "$w/reports.log" &
 done
