@@ -107,9 +107,9 @@ def set_accuracy_level(path: Path, level: int = ACCURACY_LEVEL) -> Path:
     """Sets every ``MatMulNBits`` of an int8 export to ``accuracy_level`` in place (the weights stay as they are)."""
     model = onnx.load(str(path))
     for node in model.graph.node:
-        if node.op_type == "MatMulNBits":
-            for attribute in node.attribute:
-                if attribute.name == "accuracy_level":
-                    attribute.i = level
+        if node.op_type == "MatMulNBits":  # the quantiser leaves the attribute out when it is 0, its default
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, onnx.helper.make_attribute("accuracy_level", level)])
     onnx.save(model, str(path))
     return path
