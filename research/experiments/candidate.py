@@ -8,6 +8,8 @@ shipped default only if, **as served** (int8 ONNX on the CPU), its round-4 score
 
 1. assembles the package in ``--package``: the run's json files (``choice.tar.gz``: config, tokenizer,
    metadata) and its float16 weight parts (``model-NN.safetensors``) as one float32 ``model.safetensors``;
+   a run sent back without its training report gets one rebuilt: its history from the call's
+   ``results.tar.gz`` (the run's ``run.json``), dev scored here by the float32 package (PyTorch on the CPU);
 2. exports it as training does (:func:`training.export.export_package`: ONNX, int8, and the metrics of the
    int8 model on the validation sets, dev, KorSTS dev and the contrast sets, in ``metadata.json``);
 3. scores both models the same way: 0.65 x validation balanced Pearson + 0.25 x KorSTS-train hold-out Pearson +
@@ -19,6 +21,7 @@ shipped default only if, **as served** (int8 ONNX on the CPU), its round-4 score
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -26,10 +29,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.package import read_metadata
+from models.package import REPORT_DIR, read_metadata
 from models.scorer import load_scorer
 from training.contrast import contrast_report, read_contrast, shipped_minimal_pairs
+from training.data import read_pairs
 from training.export import export_package
+from training.report import write_report
 
 WEIGHTS = {"validation balanced Pearson": 0.65, "KorSTS hold-out Pearson": 0.25, "held-out minimal pairs": 0.1}
 DEV_FLOOR = 0.86  # tests/test_default_model.py: the CI floor of the shipped default's dev Pearson
@@ -49,6 +54,19 @@ def assemble(sent_back: Path, package: Path) -> Path:
         weights.update(load_file(part))
     save_file({k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, package / "model.safetensors")
     return package
+
+
+def rebuild_report(sent_back: Path, package: Path) -> None:
+    """The training report of a run sent back without one (send_back before it carried ``report/``)."""
+    if (package / REPORT_DIR).is_dir():
+        return
+    metadata = read_metadata(package)
+    with tarfile.open(sent_back / "results.tar.gz") as archive:
+        records = [json.load(archive.extractfile(m)) for m in archive.getmembers() if m.name.endswith("/run.json")]
+    [record] = [r for r in records if r["selection"] == metadata["selection"]["score"]]
+    dev = read_pairs(metadata["data"]["dev"][0]["path"])
+    scores = load_scorer(package, "torch", device="cpu").score(list(zip(dev["sentence1"], dev["sentence2"])))
+    write_report(package / REPORT_DIR, record["history"], (scores, dev["label"].to_numpy()), metadata)
 
 
 def served_figures(package: Path) -> dict[str, float]:
@@ -90,6 +108,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--margin", type=float, default=0.004, help="the recipe's seed sd of the round-4 score")
     args = parser.parse_args(argv)
     package = assemble(args.sent_back, args.package)
+    rebuild_report(args.sent_back, package)
     export_package(package)
     candidate, default = served_figures(package), served_figures(args.against)
     print(f"| as served (int8) | {package} | {args.against} |\n|---|---:|---:|")

@@ -23,10 +23,10 @@
 #   evaluated and selected once per pair, the smaller sentence first), mp1-r4 (mp1 selected with the round-4
 #   weights: + 0.1 x held-out minimal pairs). PACK_HEALED=1 heals beside the runs and sends the healed base back
 #   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
-# STAGE teacher (block 3): research/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
+# STAGE teacher (block 3): training/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
 #   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
 #   training pairs (training.distill, as in `compare`) for the students: then stage student with
-#   STUDENT_CONFIG=research/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
+#   STUDENT_CONFIG=training/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
 #   SHALLOW_BASE (a base with fewer layers, research/experiments/shrink_base.py) adds three students from it,
 #   named shallow-sN: their figures are reported, they are never sent back (issue 15's smaller-model lever).
 #
@@ -41,7 +41,7 @@ w=${WORK:-/tmp/r4}; mkdir -p "$w" "$out"
 python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_MODEL}
 log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/round4.log"; }
 current=training/configs/me5-small-ko.yaml; r4=research/configs/me5-small-ko-r4.yaml
-student=research/configs/me5-small-ko-r4-student.yaml; mp=research/configs/me5-small-ko-mp.yaml
+student=research/configs/me5-small-ko-r4-student.yaml; mp=training/configs/me5-small-ko-mp.yaml
 source "$(dirname "$0")/jobs.sh"
 
 # The recipes' generated pairs, at the paths the configs name (deterministic: seed 13).
@@ -88,7 +88,7 @@ print(max(scores, key=scores.get))
 PY
 )
   log "choice (highest selection score): $best"
-  (cd "$best" && tar czf "$out/choice.tar.gz" *.json) && $python - "$best" "$out" <<'PY'
+  (cd "$best" && tar czf "$out/choice.tar.gz" *.json report) && $python - "$best" "$out" <<'PY'
 import sys
 import torch
 from safetensors.torch import load_file, save_file
