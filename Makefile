@@ -6,9 +6,14 @@ PORT ?= 3000
 CONFIG ?= training/configs/koelectra-base-v3.yaml
 SPACE ?= training/configs/search/default.yaml
 WORKERS ?= 1
-# The small model (docs/training.md): its recipe, the trimmed hub base it starts from, the 4-bit
-# me5-small-ko the shipped default was made from, and the hard negatives both train on.
+# The small model (docs/training.md): its one-run recipe, the trimmed hub base it starts from, the 4-bit
+# me5-small-ko the shipped default was made from, and the hard negatives they train on. The shipped default
+# is a student: five teachers (TEACHER_CONFIG, seeds 1-5) label its pairs (SOFT_LABELS), then STUDENT_CONFIG.
 SMALL_CONFIG := training/configs/me5-small-ko.yaml
+TEACHER_CONFIG := training/configs/me5-small-ko-mp.yaml
+STUDENT_CONFIG := training/configs/me5-small-ko-mp-student.yaml
+SOFT_LABELS := outputs/distill/mp-soft.jsonl
+ME5_NAME := intfloat/multilingual-e5-small (Korean vocabulary trim, me5-small-ko)
 SMALL_HUB_MODEL := intfloat/multilingual-e5-small
 SMALL_BASE := outputs/bases/me5-small-ko
 ME5_SMALL_KO ?= ../shared/models/me5-small-ko
@@ -46,13 +51,20 @@ lint: install
 train: install ## fine-tune KoELECTRA-base-v3 (hub), export and store; another recipe: make train CONFIG=... [TRAIN_ARGS=...]
 	$(BIN)/python -m training.train --config $(CONFIG) $(TRAIN_ARGS)
 
-train-small: install $(SMALL_BASE)/config.json $(HARD_NEGATIVES) ## the shipped default's recipe from the hub's multilingual-e5-small, vocabulary trimmed
+train-small: install $(SMALL_BASE)/config.json $(HARD_NEGATIVES) ## the small one-run recipe (no teachers) from the hub's multilingual-e5-small, vocabulary trimmed
 	$(BIN)/python -m training.train --config $(SMALL_CONFIG) $(TRAIN_ARGS)
 
-reproduce-default: install me5-small-ko-base $(HARD_NEGATIVES) ## the shipped default's run again, from the 4-bit me5-small-ko [ME5_SMALL_KO=dir]
-	$(BIN)/python -m training.train --config $(SMALL_CONFIG) --model_name_or_path $(ME5_SMALL_KO) \
-		--base_model_name "intfloat/multilingual-e5-small (Korean vocabulary trim, me5-small-ko)" \
-		--output_dir outputs/me5-small-ko-default $(TRAIN_ARGS)
+reproduce-default: install me5-small-ko-base $(HARD_NEGATIVES) ## the shipped default again from the 4-bit me5-small-ko: five teachers, their soft labels, the student [ME5_SMALL_KO=dir]
+	for seed in 1 2 3 4 5; do \
+		$(BIN)/python -m training.train --config $(TEACHER_CONFIG) --model_name_or_path $(ME5_SMALL_KO) \
+			--base_model_name "$(ME5_NAME)" --seed $$seed --data_seed $$seed \
+			--output_dir outputs/me5-small-ko-teacher-s$$seed $(TRAIN_ARGS) || exit 1; \
+	done
+	$(BIN)/python -m training.distill --teachers outputs/me5-small-ko-teacher-s[1-5] --recipe $(TEACHER_CONFIG) \
+		--repair 5000 --weight 0.5 --output $(SOFT_LABELS)
+	$(BIN)/python -m training.train --config $(STUDENT_CONFIG) --model_name_or_path $(ME5_SMALL_KO) \
+		--base_model_name "$(ME5_NAME)" --output_dir outputs/me5-small-ko-default \
+		--export_onnx true --save_to_store true $(TRAIN_ARGS)
 
 me5-small-ko-base: install # is ME5_SMALL_KO there? (before the hard negatives are made)
 	$(BIN)/python -m training.base_model $(ME5_SMALL_KO)

@@ -62,11 +62,8 @@ def test_default_int8_file_computes_in_float32_on_its_int8_weights():
     from training.quantize import ACCURACY_LEVEL
 
     graph = onnx.load(str(DEFAULT_PACKAGE / "onnx" / ONNX_INT8)).graph
-    levels = {
-        attribute.i
-        for node in graph.node
-        if node.op_type == "MatMulNBits"
-        for attribute in node.attribute
-        if attribute.name == "accuracy_level"
-    }
-    assert levels == {ACCURACY_LEVEL} == {0}  # level 4 quantised activations at run time: slower here, 0.13 off
+    nodes = [node for node in graph.node if node.op_type == "MatMulNBits"]
+    # the attribute's default is 0: ONNX Runtime's quantiser leaves it out then
+    levels = {next((a.i for a in node.attribute if a.name == "accuracy_level"), 0) for node in nodes}
+    # level 4 quantised activations at run time: slower here, 0.13 off
+    assert nodes and levels == {ACCURACY_LEVEL} == {0}

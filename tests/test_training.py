@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -553,27 +552,34 @@ def _make_variable(name: str) -> str:
     return line.split("=", 1)[1].strip()
 
 
-def test_the_small_recipe_is_the_one_the_shipped_default_recorded():
-    """make reproduce-default: the config, from the recorded base, gives every recorded hyperparameter."""
+def test_the_student_recipe_is_the_one_the_shipped_default_recorded():
+    """make reproduce-default: the student's config, from the recorded base, gives every recorded hyperparameter."""
     shipped = read_metadata(DEFAULT_PACKAGE)
     recorded = shipped["hyperparameters"]
     arguments = parse_arguments(
         [
-            *("--config", _make_variable("SMALL_CONFIG")),
+            *("--config", _make_variable("STUDENT_CONFIG")),
             *("--model_name_or_path", recorded["model_name_or_path"]),
             *("--base_model_name", recorded["base_model_name"]),
         ]
     )
     ours = hyperparameters(arguments)
-    assert ours["stop_after_epoch"] == 5 and ours["num_train_epochs"] == 6  # the shipped run's budget ended it so
+    assert ours["stop_after_epoch"] == 5 and ours["num_train_epochs"] == 6
     assert max(e["epoch"] for e in json.loads((DEFAULT_PACKAGE / "report/history.json").read_text())) == 5
-    # bf16 is used wherever the GPU has it (the shipped run's H200 had); the hard negatives are made
-    # again inside the repository (their bytes: test_augment.py), not read from the GPU machine's /tmp
-    differing = {k for k in recorded if ours[k] != recorded[k]}
-    assert differing == {"bf16", "extra_train_files"}
-    korsts, hard_negatives = ours["extra_train_files"]
-    assert korsts == recorded["extra_train_files"][0] and hard_negatives == _make_variable("HARD_NEGATIVES")
-    assert Path(recorded["extra_train_files"][1]).name == "hn.jsonl"
+    # bf16 is used wherever the GPU has it (the shipped run's H200 had)
+    assert {k for k in recorded if ours[k] != recorded[k]} == {"bf16"}
+    assert ours["soft_label_file"] == _make_variable("SOFT_LABELS")
+
+
+def test_the_teachers_recipe_is_the_students_but_for_its_training_pairs():
+    """The five teachers and the student differ in their training pairs only (and where they write)."""
+    teacher, student = (
+        yaml.safe_load((REPO / _make_variable(name)).read_text()) for name in ("TEACHER_CONFIG", "STUDENT_CONFIG")
+    )
+    differing = {k for k in teacher.keys() | student.keys() if teacher.get(k) != student.get(k)}
+    assert differing == {"extra_train_files", "soft_label_file", "output_dir"}
+    assert teacher["extra_train_files"] == ["data/korsts/korsts_train.jsonl", _make_variable("HARD_NEGATIVES")]
+    assert student["extra_train_files"] == [] and "soft_label_file" not in teacher
 
 
 def test_make_train_fine_tunes_koelectra_from_the_hub():
@@ -600,31 +606,38 @@ def test_a_base_model_out_of_reach_stops_training_before_reading_data(monkeypatc
 
 @pytest.mark.slow
 def test_make_reproduce_default_rebuilds_the_shipped_training_data(tmp_path):
-    """The hard negatives make writes hash as the shipped model's; with them the recipe's data is the shipped split."""
+    """The hard negatives make writes hash as the teachers'; with them the teachers' data is the one they recorded,
+    and with the kept soft labels the student's is the shipped split."""
+    import gzip
+    import tarfile
+
     from training.augment import main as augment
     from training.train import prepare_data
 
-    recorded = read_metadata(DEFAULT_PACKAGE)
     rule = next(line for line in MAKEFILE.read_text().splitlines() if "-m training.augment $< $@" in line)
     flags = rule.split("$@", 1)[1].split()
     assert flags == ["--per-kind", "1000", "--seed", "13"]
     hard_negatives = tmp_path / "hn.jsonl"
     augment([str(REPO / "data/klue-sts/klue_sts_train.jsonl"), str(hard_negatives), *flags])
-    shipped_negatives = recorded["data"]["extra_train"][1]
-    assert file_sha256(hard_negatives) == shipped_negatives["sha256"] and shipped_negatives["rows"] == 5003
 
-    data_args = parse_arguments(
-        [
-            *("--config", _make_variable("SMALL_CONFIG"), "--model_name_or_path", "unused"),
-            *("--extra_train_files", recorded["data"]["extra_train"][0]["path"], str(hard_negatives)),
-        ]
-    )[1]
-    data = prepare_data(data_args)
-    split = {"train": len(data.train), **{k: len(v) for k, v in data.held_out.items()}}
-    # the held-out minimal pairs came after the shipped run: the config evaluates them (weight 0, so the
-    # selection is the same) and the training pairs are the same (none shares a sentence with data/contrast)
-    assert split.pop("contrast_validation") == len(data.held_out["contrast_validation"]) > 0
-    assert split == recorded["split"]
-    rebuilt = {kind: [(f.sha256, f.rows) for f in files] for kind, files in data.files.items()}
-    assert rebuilt.pop("contrast_validation")[0][0] == file_sha256("data/contrast/ko_minimal_pairs.jsonl")
-    assert rebuilt == {kind: [(f["sha256"], f["rows"]) for f in files] for kind, files in recorded["data"].items()}
+    def rebuilt(config: str, *flags: str) -> tuple[dict, dict]:
+        data = prepare_data(parse_arguments(["--config", config, "--model_name_or_path", "unused", *flags])[1])
+        files = {kind: [(f.sha256, f.rows) for f in files] for kind, files in data.files.items()}
+        return {"train": len(data.train), **{k: len(v) for k, v in data.held_out.items()}}, files
+
+    def recorded_files(metadata: dict) -> dict:
+        return {kind: [(f["sha256"], f["rows"]) for f in files] for kind, files in metadata["data"].items()}
+
+    block3 = REPO / "research/results/round4/block3"
+    with tarfile.open(block3 / "call1-teacher-results.tar.gz") as archive:
+        teacher = json.load(archive.extractfile("mp-s1/model/metadata.json"))
+    korsts = "data/korsts/korsts_train.jsonl"
+    split, files = rebuilt(_make_variable("TEACHER_CONFIG"), "--extra_train_files", korsts, str(hard_negatives))
+    assert (split, files) == (teacher["split"], recorded_files(teacher))
+
+    shipped = read_metadata(DEFAULT_PACKAGE)
+    soft_labels = tmp_path / "mp-soft.jsonl"
+    soft_labels.write_bytes(gzip.decompress((block3 / "call1-mp-soft.jsonl.gz").read_bytes()))
+    split, files = rebuilt(_make_variable("STUDENT_CONFIG"), "--soft_label_file", str(soft_labels))
+    assert (split, files) == (shipped["split"], recorded_files(shipped))
+    assert split["train"] == 23720 and teacher["split"]["train"] == 19157
