@@ -8,7 +8,9 @@ the Hugging Face model does, and :func:`write_torch_weights` saves them as ``mod
 store does this once, when a package is stored (``python -m models.store``).
 
 Both ONNX Runtime quantisation formats are read: dynamic (``MatMulInteger`` / ``Gather`` on
-``*_quantized`` initializers) and static QDQ (``DequantizeLinear`` on initializers). Weights
+``*_quantized`` initializers) and static QDQ (``DequantizeLinear`` on initializers), and the export's own
+formats: ``MatMulNBits`` and embedding tables stored as uint8 rows (``*_uint8``, with ``*_row_scale`` and
+``*_row_zero``: :func:`training.quantize.quantize_embeddings`). Weights
 the exporter named after graph nodes (``onnx::MatMul_123``) get their parameter name from the
 node's module scope (``/bert/encoder/layer.0/attention/self/query/MatMul`` ->
 ``bert.encoder.layer.0.attention.self.query.weight``); MatMul weights are stored transposed.
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 _MATMULS = {"MatMul", "MatMulInteger", "Gemm"}
 _QUANTIZED_SUFFIX = "_quantized"
+ROW_SUFFIXES = ("_uint8", "_row_scale", "_row_zero")  # a table stored as uint8 rows: bytes, scale and zero point
 
 
 def _param_name(initializer: str, consumer_node: str) -> str:
@@ -82,13 +85,18 @@ def float_weights_from_onnx(path: str | Path) -> dict[str, np.ndarray]:
                 base = _base(name)
                 weight = _dequantize(arrays[name], arrays[base + "_scale"], arrays.get(base + "_zero_point"), axis=1)
                 _add(state, base, node, weight)
+            elif name in arrays and name.endswith(ROW_SUFFIXES[0]):  # uint8 rows: (q - zero) * scale per row
+                base = name.removesuffix(ROW_SUFFIXES[0])
+                scale, zero = (arrays[base + suffix] for suffix in ROW_SUFFIXES[1:])
+                _add(state, base, node, (arrays[name].astype(np.float32) - zero) * scale)
         elif node.op_type == "MatMulNBits":  # weight-only blockwise: B is (N, blocks, block), already [out, in]
             _add_nbits(state, node, arrays)
         elif node.op_type == "MatMul" and node.input[1] in arrays:  # float weights of an unquantised MatMul
             _add(state, node.input[1], node, arrays[node.input[1]])
     for name, value in arrays.items():  # float parameters (LayerNorm, biases, unquantised weights)
         if value.dtype == np.float32 and not name.startswith("onnx::") and "." in name:
-            if not name.endswith(("_scale", "_zero_point", "_scales")) and _param_name(name, "") not in state:
+            derived = name.endswith(("_scale", "_zero_point", "_scales", *ROW_SUFFIXES))
+            if not derived and _param_name(name, "") not in state:
                 state[_param_name(name, "")] = value
     if not state:
         raise ValueError(f"{path}: found no weights")
