@@ -40,6 +40,16 @@ SCHEME = (
 )
 
 
+def _replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """Gives ``graph`` these nodes and drops the initializers none of them reads."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrites ``Gemm(A, W, b)`` with a constant ``W`` as ``MatMul`` + ``Add``, which the weight quantiser takes.
 
@@ -64,12 +74,7 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
         product = node.output[0] + "_matmul"
         nodes.append(helper.make_node("MatMul", [node.input[0], name], [product], name=node.name + "_MatMul"))
         nodes.append(helper.make_node("Add", [product, node.input[2]], list(node.output), name=node.name + "_Add"))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     return model
 
 
@@ -93,8 +98,9 @@ def quantize_embeddings(source: Path, target: Path) -> None:
         if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 2
     }
     lookups = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in tables]
+    by_rows = {id(n) for n in lookups if all(a.name != "axis" or a.i == 0 for a in n.attribute)}
     replaced: dict[str, tuple[str, str, str]] = {}
-    for name in dict.fromkeys(n.input[0] for n in lookups):
+    for name in dict.fromkeys(n.input[0] for n in lookups if id(n) in by_rows):
         quantised, scale, zero = _row_uint8(numpy_helper.to_array(tables[name]).astype(np.float32))
         names = tuple(name + suffix for suffix in ROW_SUFFIXES)  # the names models.weights reads back
         for tensor_name, array in zip(names, (quantised, scale, zero)):
@@ -102,7 +108,7 @@ def quantize_embeddings(source: Path, target: Path) -> None:
         replaced[name] = names
     nodes = []
     for node in graph.node:
-        if node not in lookups or any(a.name == "axis" and a.i != 0 for a in node.attribute):
+        if id(node) not in by_rows:
             nodes.append(node)
             continue
         (data, scale, zero), indices, out = replaced[node.input[0]], node.input[1], node.output[0]
@@ -114,12 +120,7 @@ def quantize_embeddings(source: Path, target: Path) -> None:
             helper.make_node("Gather", [scale, indices], [f"{out}_scale"], name=f"{node.name}_scale"),
             helper.make_node("Mul", [f"{out}_centred", f"{out}_scale"], [out], name=f"{node.name}_dequantised"),
         ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     onnx.save(model, str(target))
 
 
