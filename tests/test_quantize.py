@@ -1,9 +1,11 @@
-"""training.quantize: the int8 file's compute setting."""
+"""training.quantize: the int8 file's compute setting and its embedding rows."""
 
+import numpy as np
 import onnx
-from onnx import helper
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 
-from training.quantize import set_accuracy_level
+from training.quantize import quantize_embeddings, set_accuracy_level
 
 
 def _levels(path) -> list[list[int]]:
@@ -34,12 +36,6 @@ def test_set_accuracy_level_writes_the_attribute_whether_or_not_the_quantiser_le
 
 def test_embedding_rows_keep_their_own_scale(tmp_path):
     """A row of small values next to a row of large ones comes back within half its own step, not the table's."""
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, numpy_helper
-
-    from training.quantize import quantize_embeddings
-
     rng = np.random.default_rng(0)
     table = np.stack([rng.normal(0, 1e-3, 8), rng.normal(0, 10.0, 8), np.zeros(8)]).astype(np.float32)
     graph = helper.make_graph(
