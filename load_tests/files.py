@@ -7,7 +7,9 @@ What it measures, each on the same model and scorer settings (``load_served_scor
 
 - **ceiling**: ``Scorer.score`` in this process on the file's pairs, in calls of ``--chunk-rows`` pairs, no file
   reading or writing: what tokenising, the model and batching alone do; **model only**: ``Scorer.forward`` on
-  the same pairs tokenised beforehand (the forward passes alone).
+  the same pairs tokenised beforehand (the forward passes alone), per chunk and in one call over all rows (the
+  stricter: no chunk ends where the GPU drains). The scorer is built as the command builds its own (compiled, CUDA
+  graphs: ``--compile``, ``--cuda-graphs``, by default as the command decides for the file's size).
 - **command**: ``python -m serving.files score`` on a CSV of the same pairs, in a subprocess; its own
   pairs/s (``--stats``, model loading excluded) and its wall time. Ceiling and command runs alternate
   (``--repeats``), so that a neighbour's load falls on both; medians are reported.
@@ -96,6 +98,9 @@ def scorer_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--max-batch-tokens", str(args.max_batch_tokens)]
     if args.tokenizer_threads:
         flags += ["--tokenizer-threads", str(args.tokenizer_threads)]
+    if args.tokenizer_processes is not None:
+        flags += ["--tokenizer-processes" if args.tokenizer_processes else "--no-tokenizer-processes"]
+    flags += ["--cuda-graphs" if args.cuda_graphs else "--no-cuda-graphs"]
     return [*flags, "--compile" if args.compile else "--no-compile"]
 
 
@@ -208,10 +213,13 @@ def ray_runs(source: Path, scratch: Path, model: Path, args: argparse.Namespace)
 def report(results: dict) -> str:
     lines = [f"# ko-sts score benchmark ({results['date']})", "", f"Machine: {results['machine']}", ""]
     compiled = ", compiled (torch.compile, here and in the command)" if results.get("compiled") else ""
-    model = f"`{results['model']}`, {results['runtime']}{compiled}"
+    graphs = results.get("cuda_graphs")
+    graphs = f", {graphs} CUDA graphs of full passes (here and in the command)" if graphs else ""
+    model = f"`{results['model']}`, {results['runtime']}{compiled}{graphs}"
     lines += [f"Model: {model}, chunks of {results['chunk_rows']} pairs.", ""]
     if "ceiling" in results:
         c, m, f = results["ceiling"], results["command"], results.get("model_only")
+        whole = results.get("model_only_one_call")
 
         def row(what: str, runs: list[float]) -> str:
             return f"| {what} | {statistics.median(runs):.1f} | {', '.join(f'{r:.1f}' for r in runs)} |"
@@ -222,7 +230,8 @@ def report(results: dict) -> str:
             "| what | pairs/s | runs |",
             "|---|---|---|",
             row(f"ceiling: `Scorer.score` in-process, calls of {results['chunk_rows']}", c["runs"]),
-            *([row("model only: `Scorer.forward` on rows tokenised beforehand", f["runs"])] if f else []),
+            *([row("model only: `Scorer.forward` on rows tokenised beforehand, per chunk", f["runs"])] if f else []),
+            *([row("model only: `Scorer.forward` on all rows in one call", whole["runs"])] if whole else []),
             row("`ko-sts score` CSV -> CSV (scoring, model load excluded)", m["runs"]),
             row("`ko-sts score`, whole command wall time", m["wall_runs"]),
             "",
@@ -230,6 +239,7 @@ def report(results: dict) -> str:
             f"{', '.join(f'{r:.2f}' for r in results['ratios'])}); whole command incl. start-up: "
             f"{m['wall_median'] / c['median']:.2f}x"
             + (f"; command / model only: {m['median'] / f['median']:.2f}x" if f else "")
+            + (f" (per chunk), {m['median'] / whole['median']:.2f}x (one call)" if whole else "")
             + f". Peak RSS of these runs: {m['peak_rss_mib']:.0f} MiB.",
             "",
             "Where the command's passes thread spent its time, per repeat (seconds; `ko-sts score --stats`): "
@@ -283,9 +293,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="PyTorch on CUDA: the command compiles the model (its default), and so does this process for the "
-        "ceiling and the model-only passes",
+        help="PyTorch on CUDA: compile the model in the command and in this process (ceiling, model-only passes) "
+        "alike; default: as the command decides for a file of --pairs rows",
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        help="PyTorch on CUDA: CUDA graphs of full passes in the command and in this process alike; default: as the "
+        "command decides for a file of --pairs rows",
+    )
+    parser.add_argument(
+        "--tokenizer-processes",
+        action=argparse.BooleanOptionalAction,
+        help="the command's --tokenizer-processes (default: its own, on a GPU)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="alternating ceiling / command runs")
     parser.add_argument(
@@ -313,7 +333,12 @@ def main(argv: list[str] | None = None) -> None:
     args.pairs = args.pairs if args.pairs is not None else (200_000 if cuda else 2000)
     args.rss_rows = args.rss_rows if args.rss_rows is not None else (0 if cuda else 1_000_000)
     args.ray = args.ray if args.ray is not None else not cuda
-    from models.scorer import compile_model, load_served_scorer
+    from models.pairs import EncodedRows
+    from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
+    from serving.files import compile_by_size, graphs_by_size
+
+    args.compile = args.compile if args.compile is not None else compile_by_size(args.pairs)
+    args.cuda_graphs = args.cuda_graphs if args.cuda_graphs is not None else graphs_by_size(args.pairs)
 
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ko-sts-files-bench-"))
@@ -332,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
 
     scorer = load_served_scorer(model, args.backend, device=args.device, max_batch_tokens=args.max_batch_tokens)
     results["compiled"] = compile_model(scorer, args.compile)
+    results["cuda_graphs"] = capture_pass_graphs(scorer) if args.cuda_graphs else 0
     results["runtime"] = scorer.runtime.description
     if args.pairs:
         source = write_pairs(base, args.pairs, scratch / "pairs.csv")
@@ -340,11 +366,13 @@ def main(argv: list[str] | None = None) -> None:
         scorer.score(pairs[: min(len(pairs), 256)])  # warm-up (CUDA graphs, allocator)
         chunked = range(0, len(pairs), args.chunk_rows)
         encoded = [scorer.encode(pairs[i : i + args.chunk_rows]) for i in chunked] if args.model_only else []
-        ceilings, forwards, commands, walls, ratios, rss, spent = [], [], [], [], [], [], []
+        whole = [EncodedRows.concat(encoded)] if encoded else []
+        ceilings, forwards, wholes, commands, walls, ratios, rss, spent = [], [], [], [], [], [], [], []
         for repeat in range(args.repeats):
             ceilings.append(ceiling(scorer, pairs, args.chunk_rows))
             if args.model_only:
                 forwards.append(model_only(scorer, encoded))
+                wholes.append(model_only(scorer, whole))
             run = run_command(source, scratch / "scored.csv", model, flags, scratch / "stats.json")
             commands.append(run["pairs_per_s"])
             spent.append(run["time_s"])
@@ -355,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
         results["ceiling"] = {"runs": ceilings, "median": statistics.median(ceilings)}
         if forwards:
             results["model_only"] = {"runs": forwards, "median": statistics.median(forwards)}
-        del encoded
+            results["model_only_one_call"] = {"runs": wholes, "median": statistics.median(wholes)}
+        del encoded, whole
         results["command"] = {
             "runs": commands,
             "median": statistics.median(commands),

@@ -94,10 +94,8 @@ class OnnxRuntime(Runtime):
     def __init__(self, model_dir: str | Path, device: Device = "auto", onnx_file: str | None = None, threads: int = 0):
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        if device == "auto":
-            device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
+        device = resolve_device("onnx", device)
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise RuntimeError(
                 "device 'cuda' was requested but ONNX Runtime has no CUDAExecutionProvider; "
                 "install onnxruntime-gpu (requirements/onnxruntime-gpu.txt) or use KO_STS_BACKEND=torch"
@@ -244,8 +242,7 @@ class TorchRuntime(Runtime):
                 f"{model_dir} holds no PyTorch weights. A package stored with `python -m models.store` gets "
                 "them rebuilt from its int8 export; store it again, or serve it with KO_STS_BACKEND=onnx."
             )
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device("torch", device)
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was requested but PyTorch sees no CUDA GPU")
         if dtype == "auto":
@@ -468,6 +465,23 @@ def accepted_inputs(forward: Callable) -> tuple[str, ...]:
     """
     parameters = inspect.signature(forward).parameters
     return tuple(name for name in MODEL_INPUTS if name in parameters)
+
+
+def resolve_device(backend: Backend, device: Device) -> Literal["cpu", "cuda"]:
+    """Where a runtime of ``backend`` runs when asked for ``device``: ``auto`` takes CUDA when the runtime sees a
+    GPU (ONNX Runtime's CUDA provider, from onnxruntime-gpu; PyTorch's CUDA), else the CPU; OpenVINO runs on the CPU.
+    """
+    if device != "auto":
+        return device
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    if backend == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
 
 
 def load_runtime(

@@ -10,8 +10,10 @@ same token budget, on ONNX Runtime or PyTorch, CPU or CUDA.
 
 The input is read as a stream (pyarrow's CSV and JSON readers, Parquet batches) and cut into chunks of
 ``--chunk-rows`` rows; memory stays flat whatever the file's size. A thread reads, checks and tokenises
-chunk N+1 while the forward passes of chunk N run, and passes are kept in flight across chunks
-(:meth:`models.scorer.Scorer.launch_passes`), so a GPU is not drained between chunks. Each scored chunk
+chunk N+1 while the forward passes of chunk N run (from before the model has loaded; on a GPU in worker
+processes, so that tokenising never holds the GIL the passes' launches need), and passes are kept in flight
+across chunks (:meth:`models.scorer.Scorer.launch_passes`), so a GPU is not drained between chunks; there,
+passes replay CUDA graphs (:func:`models.scorer.capture_pass_graphs`) for long inputs. Each scored chunk
 is written as a part under ``OUTPUT.parts/`` and committed to its ``manifest.json``; a run that stops
 (killed, power lost) starts again from the first chunk not committed, and the finished parts are joined
 into OUTPUT at the end. See docs/files.md.
@@ -32,8 +34,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +45,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.backends import Backend, Device, TorchDtype
+from models.backends import Backend, Device, TorchDtype, resolve_device
 from models.package import PackageError, check_package
-from models.scorer import PASSES_IN_FLIGHT, Scorer, compile_model, load_served_scorer
+from models.pairs import EncodedRows
+from models.scorer import (
+    DEFAULT_BATCH_ROWS,
+    PASSES_IN_FLIGHT,
+    PairCodec,
+    Scorer,
+    capture_pass_graphs,
+    compile_model,
+    load_served_scorer,
+)
 from models.scoring import SIMILAR_THRESHOLD, Symmetry
 
 logger = logging.getLogger("ko_sts.files")
@@ -75,6 +86,10 @@ WRITES_AHEAD = 2  # scored chunks waiting for the writer
 # took 6 s (Inductor's cache warm) to 40 s (a fresh machine) and made passes about 13% faster (43.6k -> 49.4k
 # pairs/s for KoELECTRA-base): it pays from about 2M pairs warm, 14M cold.
 COMPILE_FROM_ROWS = 5_000_000
+# --cuda-graphs' default: capture (PyTorch on a GPU) for inputs of at least this many rows. On the H200 capturing the
+# 16 graphs of KoELECTRA-base's passes took 0.8-1.9 s and saved about 0.8 s per 100k pairs (passes no longer wait
+# for their launches): it pays from about 150k pairs.
+GRAPHS_FROM_ROWS = 150_000
 
 
 # What turns ``tokenizers``' own parallelism off in TOKENIZERS_PARALLELISM (its utils/parallelism.rs, lowercased).
@@ -373,9 +388,12 @@ class Options:
     dtype: TorchDtype = "auto"
     threads: int = 0
     compile: bool | None = None  # None: when the input has at least COMPILE_FROM_ROWS rows
+    cuda_graphs: bool | None = None  # None: when the input has at least GRAPHS_FROM_ROWS rows
     tokenizer_threads: int = field(default_factory=default_tokenizer_threads)
+    tokenizer_processes: bool | None = None  # None: on a GPU
     symmetry: Symmetry | None = None
     max_batch_tokens: int | None = None
+    max_batch_rows: int = DEFAULT_BATCH_ROWS
     overwrite: bool = False
     progress: bool = True
     stats: Path | None = None
@@ -539,13 +557,83 @@ def compile_by_size(rows: int | None) -> bool:
     return rows is not None and rows >= COMPILE_FROM_ROWS
 
 
-def _prepare_chunk(table: pa.Table, index: int, first_row: int, scorer: Scorer, options: Options) -> Chunk:
+def graphs_by_size(rows: int | None) -> bool:
+    """``--cuda-graphs``' default: whether an input of ``rows`` rows (None: not known) is long enough to pay for it."""
+    return rows is not None and rows >= GRAPHS_FROM_ROWS
+
+
+@dataclass(frozen=True)
+class GpuChoices:
+    """What a run does on a GPU beyond the service's scorer, each decided by the options or else by default."""
+
+    compile: bool
+    cuda_graphs: bool
+    tokenizer_processes: bool
+
+
+def gpu_choices(options: Options, on_gpu: bool, rows: int | None) -> GpuChoices:
+    """The options' choices, and where they leave one open: compile from COMPILE_FROM_ROWS rows, CUDA graphs from
+    GRAPHS_FROM_ROWS, tokenising in processes on a GPU. Each matters only for PyTorch on a GPU, except the
+    processes, which any runtime on a GPU can use.
+    """
+    return GpuChoices(
+        compile=options.compile if options.compile is not None else compile_by_size(rows),
+        cuda_graphs=options.cuda_graphs if options.cuda_graphs is not None else graphs_by_size(rows),
+        tokenizer_processes=options.tokenizer_processes if options.tokenizer_processes is not None else on_gpu,
+    )
+
+
+Encode = Callable[[list[tuple[str, str]]], EncodedRows]
+
+
+def _prepare_chunk(table: pa.Table, index: int, first_row: int, encode: Encode, options: Options) -> Chunk:
     """One chunk checked (bad rows) and tokenised."""
     chunk = prepare(table, index, first_row, options.columns, options.on_bad_rows, options.input)
     if chunk.table.num_rows:
         pairs = list(zip(sentences(chunk.table, options.sentence1), sentences(chunk.table, options.sentence2)))
-        chunk.rows = scorer.encode(pairs)
+        chunk.rows = encode(pairs)
     return chunk
+
+
+_WORKER_CODEC: PairCodec | None = None
+
+
+def _start_worker(codec: PairCodec) -> None:
+    global _WORKER_CODEC
+    _WORKER_CODEC = codec
+
+
+def _encode_in_worker(pairs: list[tuple[str, str]]) -> EncodedRows:
+    assert _WORKER_CODEC is not None, "the worker was started without its codec"
+    return _WORKER_CODEC.encode(pairs)
+
+
+class Tokenizers:
+    """Where chunks are tokenised: in this process, or in worker processes started at once (they start while the
+    model loads). In this process the tokenising threads share the GIL with the thread launching forward passes;
+    on a GPU, where launching must keep pace with the model, that held the passes back (docs/files.md).
+    """
+
+    def __init__(self, codec: PairCodec, processes: int = 0):
+        self._codec = codec
+        self._pool: ProcessPoolExecutor | None = None
+        if processes:
+            import multiprocessing
+
+            self._pool = ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(codec,)
+            )
+            for _ in range(processes):  # each submission starts a worker while none is idle
+                self._pool.submit(int)
+
+    def encode(self, pairs: list[tuple[str, str]]) -> EncodedRows:
+        if self._pool is None:
+            return self._codec.encode(pairs)
+        return self._pool.submit(_encode_in_worker, pairs).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Prepared:
@@ -553,11 +641,11 @@ class _Prepared:
 
     END = object()
 
-    def __init__(self, tables: Iterator[pa.Table], start_index: int, first_row: int, scorer: Scorer, options: Options):
+    def __init__(self, tables: Iterator[pa.Table], start_index: int, first_row: int, encode: Encode, options: Options):
         self._queue: queue.Queue = queue.Queue(maxsize=PREPARED_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(tables, start_index, first_row, scorer, options), name="ko-sts-read", daemon=True
+            target=self._run, args=(tables, start_index, first_row, encode, options), name="ko-sts-read", daemon=True
         )
         self._thread.start()
 
@@ -570,7 +658,7 @@ class _Prepared:
                 continue
         return False
 
-    def _run(self, tables: Iterator[pa.Table], index: int, first_row: int, scorer: Scorer, options: Options) -> None:
+    def _run(self, tables: Iterator[pa.Table], index: int, first_row: int, encode: Encode, options: Options) -> None:
         # Reading stays on this thread; checking and tokenising (``encode_batch_fast`` runs outside the GIL)
         # spread over ``options.tokenizer_threads``, the chunks handed on in input order.
         # The first chunk is tokenised alone, on every core, so that the passes start as soon as they can.
@@ -579,7 +667,7 @@ class _Prepared:
         alone = True
         try:
             for table in tables:
-                ahead.append(pool.submit(_prepare_chunk, table, index, first_row, scorer, options))
+                ahead.append(pool.submit(_prepare_chunk, table, index, first_row, encode, options))
                 index += 1
                 first_row += table.num_rows
                 if alone or len(ahead) > options.tokenizer_threads:
@@ -636,30 +724,51 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
     manifest = _start_or_resume(options, identity)
     folder = parts_folder(options.output)
     if scorer is None:
-        scorer = load_served_scorer(
-            model_dir,
-            options.backend,
-            device=options.device,
-            onnx_file=options.onnx_file,
-            threads=options.threads,
-            dtype=options.dtype,
-            symmetry=options.symmetry,
-            max_batch_tokens=options.max_batch_tokens,
-        )
-        compile_model(scorer, options.compile if options.compile is not None else compile_by_size(source.rows))
-    start_rows = manifest.rows_done
-    started = time.perf_counter()
-    scored, spent = _score_chunks(options, source, scorer, manifest, folder, fmt_out)
-    seconds = time.perf_counter() - started
+        codec = PairCodec.for_package(model_dir, options.symmetry)
+        on_gpu = resolve_device(options.backend, options.device) == "cuda"
+    else:
+        codec = PairCodec(scorer.tokenizer, scorer.settings)  # the codec alone: no runtime to send to workers
+        on_gpu = scorer.device != "cpu"
+    choices = gpu_choices(options, on_gpu, source.rows)
+    # Reading and tokenising start here, while the model loads (workers too, when tokenising in processes).
+    tokenizers = Tokenizers(codec, options.tokenizer_threads if choices.tokenizer_processes else 0)
+    done = manifest.rows_done
+    tables = skip_rows(chunks(source.batches, options.chunk_rows), done)
+    prepared = _Prepared(tables, len(manifest.parts), done + 1, tokenizers.encode, options)
+    try:
+        if scorer is None:
+            scorer = load_served_scorer(
+                model_dir,
+                options.backend,
+                device=options.device,
+                onnx_file=options.onnx_file,
+                threads=options.threads,
+                dtype=options.dtype,
+                symmetry=options.symmetry,
+                max_batch_tokens=options.max_batch_tokens,
+                max_batch_rows=options.max_batch_rows,
+            )
+            compile_model(scorer, choices.compile)
+            if choices.cuda_graphs:
+                capture_pass_graphs(scorer)
+        started = time.perf_counter()
+        scored, spent = _score_chunks(options, source, scorer, prepared, manifest, folder, fmt_out)
+        seconds = time.perf_counter() - started
+    finally:
+        prepared.close()
+        tokenizers.close()
     _finish(options, manifest, folder, fmt_out, source.schema, scorer)
     skipped = sum(part["skipped"] for part in manifest.parts)
+    graphs = len(getattr(scorer.runtime, "graphs", ()))
     summary = {
         "input": str(options.input),
         "output": str(options.output),
         "model": model_name,
         "runtime": scorer.runtime.description,
+        "cuda_graphs": graphs,
+        "tokenised_in": "processes" if choices.tokenizer_processes else "threads",
         "rows": manifest.rows_done,
-        "rows_this_run": manifest.rows_done - start_rows,
+        "rows_this_run": manifest.rows_done - done,
         "pairs_scored_this_run": scored,
         "skipped": skipped,
         "seconds": round(seconds, 3),
@@ -686,19 +795,23 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
 
 
 def _score_chunks(
-    options: Options, source: Input, scorer: Scorer, manifest: Manifest, folder: Path, fmt_out: Format
+    options: Options,
+    source: Input,
+    scorer: Scorer,
+    prepared: _Prepared,
+    manifest: Manifest,
+    folder: Path,
+    fmt_out: Format,
 ) -> tuple[int, dict[str, float]]:
-    """The pipeline: read + check + tokenise (thread) -> forward passes (here) -> output columns, write, commit
-    (thread). Returns the pairs scored and where the passes' thread spent its time, in seconds: waiting for
-    tokenised chunks (``waiting_input``; ``first_chunk`` is when the first came), assembling and launching
-    passes (``launching``; a CPU runtime runs each pass as it is launched), waiting for their logits
-    (``waiting_model``: on a GPU, the time it was ahead of the model) and for the parts ahead to be written
-    (``waiting_writer``). The largest says what limits the run."""
+    """The pipeline: read + check + tokenise (``prepared``, started while the model loaded) -> forward passes
+    (here) -> output columns, write, commit (thread). Returns the pairs scored and where the passes' thread spent
+    its time, in seconds: waiting for tokenised chunks (``waiting_input``; ``first_chunk`` is when the first came),
+    assembling and launching passes (``launching``; a CPU runtime runs each pass as it is launched), waiting for
+    their logits (``waiting_model``: on a GPU, the time it was ahead of the model) and for the parts ahead to be
+    written (``waiting_writer``). The largest says what limits the run."""
     from tqdm import tqdm
 
     done = manifest.rows_done
-    tables = skip_rows(chunks(source.batches, options.chunk_rows), done)
-    prepared = _Prepared(tables, len(manifest.parts), done + 1, scorer, options)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ko-sts-write")
     writes: deque[Future] = deque()
     in_flight: deque[tuple[Chunk, np.ndarray, Any]] = deque()
@@ -757,7 +870,6 @@ def _score_chunks(
         while writes:
             writes.popleft().result()
     finally:
-        prepared.close()
         writer.shutdown(wait=True)
         bar.close()
     return scored // per_pair, spent
@@ -884,12 +996,26 @@ def build_parser() -> argparse.ArgumentParser:
         f"about 13%% faster. Default: for inputs of {COMPILE_FROM_ROWS:,} rows or more, where that pays",
     )
     score.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PyTorch on CUDA: capture a CUDA graph of each full pass's shape first (1-2 s), so that passes replay "
+        f"instead of launching kernel by kernel. Default: for inputs of {GRAPHS_FROM_ROWS:,} rows or more",
+    )
+    score.add_argument(
         "--tokenizer-threads",
         type=int,
         default=default_tokenizer_threads(),
         help=f"threads checking and tokenising chunks (default here: {default_tokenizer_threads()}; 2, one on 2 "
         "cores, as tokenizers spreads each chunk over the cores itself; half the cores, 1 to 8, where "
         "TOKENIZERS_PARALLELISM=false)",
+    )
+    score.add_argument(
+        "--tokenizer-processes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tokenise in --tokenizer-threads worker processes, not in this process, whose GIL the passes' launches "
+        "need. Default: on a GPU",
     )
     score.add_argument(
         "--symmetry",
@@ -900,6 +1026,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch-tokens",
         type=int,
         help="padded tokens per forward pass (default: the service's, 2048 CPU, 32768 CUDA)",
+    )
+    score.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=DEFAULT_BATCH_ROWS,
+        help=f"most rows per forward pass (default: the service's, {DEFAULT_BATCH_ROWS})",
     )
     score.add_argument("--overwrite", action="store_true", help="replace OUTPUT, and forget an unfinished run into it")
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

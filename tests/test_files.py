@@ -96,6 +96,17 @@ def test_each_format_in_and_out_keeps_every_column_and_scores_as_the_service(
     assert not os.path.exists(f"{target}.parts"), "the parts are removed once joined"
 
 
+def test_tokenising_in_worker_processes_writes_what_threads_write(tmp_path, trained_package):
+    source = tmp_path / "pairs.csv"
+    write_rows(klue_rows(40), source, "csv")
+    threads = score_file(options(source, tmp_path / "threads.csv", trained_package, chunk_rows=8))
+    processes = score_file(
+        options(source, tmp_path / "processes.csv", trained_package, chunk_rows=8, tokenizer_processes=True)
+    )
+    assert (threads["tokenised_in"], processes["tokenised_in"]) == ("threads", "processes")
+    assert (tmp_path / "threads.csv").read_bytes() == (tmp_path / "processes.csv").read_bytes()
+
+
 def test_chunks_are_exact_whatever_the_reader_batches():
     table = pa.table({"n": list(range(23))})
     batches = table.to_batches(max_chunksize=5)
@@ -288,7 +299,7 @@ def test_ray_data_stage_scores_like_the_command(tmp_path, trained_package, servi
 
 
 def test_the_command_compiles_only_pytorch_on_a_gpu_for_long_inputs_or_when_told(trained_package):
-    from models.scorer import compile_model, load_served_scorer
+    from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
     from serving.files import COMPILE_FROM_ROWS, build_parser, compile_by_size
 
     parse = lambda *flags: build_parser().parse_args(["score", "in.csv", "out.csv", *flags])  # noqa: E731
@@ -297,3 +308,23 @@ def test_the_command_compiles_only_pytorch_on_a_gpu_for_long_inputs_or_when_told
     assert not compile_by_size(None)  # not known: not worth 6-40 s on a guess
     scorer = load_served_scorer(trained_package, "torch", device="cpu")
     assert compile_model(scorer, True) is False  # on the CPU there is nothing to compile: eager PyTorch scores
+    assert capture_pass_graphs(scorer) == 0 and not scorer.runtime.graphs  # nor CUDA graphs to capture
+
+
+def test_on_a_gpu_the_command_tokenises_in_processes_and_captures_graphs_for_long_inputs(tmp_path):
+    from serving.files import GRAPHS_FROM_ROWS, GpuChoices, build_parser, gpu_choices
+
+    def parse(*flags: str) -> Options:
+        given = vars(build_parser().parse_args(["score", "in.csv", "out.csv", *flags]))
+        return Options(input=tmp_path, output=tmp_path, **{k: given[k] for k in GpuChoices.__dataclass_fields__})
+
+    long, short = GRAPHS_FROM_ROWS, GRAPHS_FROM_ROWS - 1
+    assert gpu_choices(parse(), on_gpu=True, rows=long).cuda_graphs
+    assert not gpu_choices(parse(), on_gpu=True, rows=short).cuda_graphs
+    assert not gpu_choices(parse(), on_gpu=True, rows=None).cuda_graphs  # not known: not worth it on a guess
+    assert gpu_choices(parse("--cuda-graphs"), on_gpu=True, rows=short).cuda_graphs
+    assert not gpu_choices(parse("--no-cuda-graphs"), on_gpu=True, rows=long).cuda_graphs
+    assert gpu_choices(parse(), on_gpu=True, rows=1).tokenizer_processes
+    assert not gpu_choices(parse(), on_gpu=False, rows=long).tokenizer_processes
+    assert gpu_choices(parse("--tokenizer-processes"), on_gpu=False, rows=1).tokenizer_processes
+    assert not gpu_choices(parse("--no-tokenizer-processes"), on_gpu=True, rows=1).tokenizer_processes

@@ -52,6 +52,16 @@ def test_graph_replays_compute_what_eager_passes_compute(subject, cuda_scorer):
         assert np.max(np.abs(graphed - reference)) < 0.02, size
 
 
+def test_the_file_commands_pass_graphs_score_what_eager_passes_score(subject):
+    from models.scorer import capture_pass_graphs, load_served_scorer
+
+    graphed = load_served_scorer(subject, "torch", device="cuda")  # as ko-sts score builds it, 32k-token passes
+    eager = load_served_scorer(subject, "torch", device="cuda")
+    assert capture_pass_graphs(graphed) == len(graphed.runtime.graphs) == 16  # widths 8 to 128
+    pairs = PAIRS * 8  # 4,152 pairs: full passes of several widths, and short ones at their ends
+    assert np.max(np.abs(graphed.score(pairs) - eager.score(pairs))) < 0.02
+
+
 def test_a_compiled_model_scores_what_the_eager_one_scores_in_graphs_and_beyond(subject, cuda_scorer):
     compiled = load_scorer(subject, "torch", device="cuda", limits=LIMITS)
     compiled.runtime.compile(compiled.tokenizer.pad_id)
