@@ -737,17 +737,20 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
     prepared = _Prepared(tables, len(manifest.parts), done + 1, tokenizers.encode, options)
     try:
         if scorer is None:
-            scorer = load_served_scorer(
-                model_dir,
-                options.backend,
-                device=options.device,
-                onnx_file=options.onnx_file,
-                threads=options.threads,
-                dtype=options.dtype,
-                symmetry=options.symmetry,
-                max_batch_tokens=options.max_batch_tokens,
-                max_batch_rows=options.max_batch_rows,
-            )
+            try:
+                scorer = load_served_scorer(
+                    model_dir,
+                    options.backend,
+                    device=options.device,
+                    onnx_file=options.onnx_file,
+                    threads=options.threads,
+                    dtype=options.dtype,
+                    symmetry=options.symmetry,
+                    max_batch_tokens=options.max_batch_tokens,
+                    max_batch_rows=options.max_batch_rows,
+                )
+            except (FileNotFoundError, RuntimeError) as error:  # the runtimes' messages say what to do
+                raise FileScoringError(f"{model_name} on {options.backend}, device {options.device}: {error}") from None
             compile_model(scorer, choices.compile)
             if choices.cuda_graphs:
                 capture_pass_graphs(scorer)

@@ -181,6 +181,10 @@ def test_wrong_columns_and_an_existing_output_are_refused_with_the_fix(tmp_path,
     (tmp_path / "taken.csv").write_text("x\n")
     with pytest.raises(FileScoringError, match="--overwrite"):
         score_file(options(source, tmp_path / "taken.csv", trained_package))
+    # a runtime that cannot load the model: its message, not a traceback (the shipped default has no PyTorch weights)
+    args = ["score", str(source), str(tmp_path / "o.csv"), "--model", str(DEFAULT_PACKAGE), "--backend", "torch"]
+    assert main([*args, "--device", "cpu"]) == 2
+    assert "holds no PyTorch weights" in capsys.readouterr().err
 
 
 def test_by_default_the_newest_stored_model_scores_as_the_service_would(tmp_path, trained_package):
