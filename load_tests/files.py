@@ -335,10 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     args.ray = args.ray if args.ray is not None else not cuda
     from models.pairs import EncodedRows
     from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
-    from serving.files import compile_by_size, graphs_by_size
+    from serving.files import COMPILE_FROM_ROWS, GRAPHS_FROM_ROWS, by_size
 
-    args.compile = args.compile if args.compile is not None else compile_by_size(args.pairs)
-    args.cuda_graphs = args.cuda_graphs if args.cuda_graphs is not None else graphs_by_size(args.pairs)
+    args.compile = by_size(args.compile, args.pairs, COMPILE_FROM_ROWS)
+    args.cuda_graphs = by_size(args.cuda_graphs, args.pairs, GRAPHS_FROM_ROWS)
 
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ko-sts-files-bench-"))

@@ -552,14 +552,10 @@ def _start_or_resume(options: Options, identity: dict[str, Any]) -> Manifest:
     return Manifest.create(folder, identity)
 
 
-def compile_by_size(rows: int | None) -> bool:
-    """``--compile``'s default: whether an input of ``rows`` rows (None: not known) is long enough to pay for it."""
-    return rows is not None and rows >= COMPILE_FROM_ROWS
-
-
-def graphs_by_size(rows: int | None) -> bool:
-    """``--cuda-graphs``' default: whether an input of ``rows`` rows (None: not known) is long enough to pay for it."""
-    return rows is not None and rows >= GRAPHS_FROM_ROWS
+def by_size(given: bool | None, rows: int | None, from_rows: int) -> bool:
+    """An option whose default depends on the input's size: ``given`` where the user gave it, else whether an input
+    of ``rows`` rows (None: not known, so not worth it on a guess) reaches ``from_rows``."""
+    return given if given is not None else rows is not None and rows >= from_rows
 
 
 @dataclass(frozen=True)
@@ -577,8 +573,8 @@ def gpu_choices(options: Options, on_gpu: bool, rows: int | None) -> GpuChoices:
     processes, which any runtime on a GPU can use.
     """
     return GpuChoices(
-        compile=options.compile if options.compile is not None else compile_by_size(rows),
-        cuda_graphs=options.cuda_graphs if options.cuda_graphs is not None else graphs_by_size(rows),
+        compile=by_size(options.compile, rows, COMPILE_FROM_ROWS),
+        cuda_graphs=by_size(options.cuda_graphs, rows, GRAPHS_FROM_ROWS),
         tokenizer_processes=options.tokenizer_processes if options.tokenizer_processes is not None else on_gpu,
     )
 

@@ -304,12 +304,13 @@ def test_ray_data_stage_scores_like_the_command(tmp_path, trained_package, servi
 
 def test_the_command_compiles_only_pytorch_on_a_gpu_for_long_inputs_or_when_told(trained_package):
     from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
-    from serving.files import COMPILE_FROM_ROWS, build_parser, compile_by_size
+    from serving.files import COMPILE_FROM_ROWS, build_parser, gpu_choices
 
     parse = lambda *flags: build_parser().parse_args(["score", "in.csv", "out.csv", *flags])  # noqa: E731
     assert parse().compile is None and parse("--compile").compile is True and parse("--no-compile").compile is False
-    assert compile_by_size(COMPILE_FROM_ROWS) and not compile_by_size(COMPILE_FROM_ROWS - 1)
-    assert not compile_by_size(None)  # not known: not worth 6-40 s on a guess
+    compiles = lambda rows: gpu_choices(Options(input=REPO, output=REPO), on_gpu=True, rows=rows).compile  # noqa: E731
+    assert compiles(COMPILE_FROM_ROWS) and not compiles(COMPILE_FROM_ROWS - 1)
+    assert not compiles(None)  # not known: not worth 6-40 s on a guess
     scorer = load_served_scorer(trained_package, "torch", device="cpu")
     assert compile_model(scorer, True) is False  # on the CPU there is nothing to compile: eager PyTorch scores
     assert capture_pass_graphs(scorer) == 0 and not scorer.runtime.graphs  # nor CUDA graphs to capture
