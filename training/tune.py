@@ -37,6 +37,7 @@ from training.base_model import BaseModelUnavailable, require_base_model
 from training.logs import configure_logging
 
 logger = logging.getLogger("training.tune")
+PRUNED_BY = "pruned_by"  # a pruned trial's user attribute: "median" (its score) or "deadline" (the clock)
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 
@@ -85,8 +86,10 @@ class PruningCallback(TrainerCallback):
         epoch = round(state.epoch)
         self.trial.report(metrics[key], step=epoch)
         if self.trial.should_prune():
+            self.trial.set_user_attr(PRUNED_BY, "median")
             raise optuna.TrialPruned(f"{key} {metrics[key]:.4f} at epoch {epoch} is below the median")
         if time.time() > self.deadline:
+            self.trial.set_user_attr(PRUNED_BY, "deadline")  # cut short by the clock, not judged
             raise optuna.TrialPruned("stopped at the study's deadline")
 
 
@@ -170,6 +173,10 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
         importances = {}
         logger.warning("parameter importances not computed: %s", error)
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
+    cut = sum(t.user_attrs.get(PRUNED_BY) == "deadline" for t in study.trials)  # by the clock, not their scores
+    states = ", ".join(
+        f"{n} {s}" + (f" ({cut} at a deadline)" if s == "pruned" and cut else "") for s, n in counts.items() if n
+    )
     top = sorted(complete, key=lambda t: t.value, reverse=True)[:15]
     names = list(best.params)
     shown = (
@@ -198,7 +205,7 @@ def write_report(study: optuna.Study, base: dict, study_dir: Path) -> Path:
     importance_rows = "\n".join(f"| {name} | {value:.3f} |" for name, value in importances.items())
     report = f"""# Hyperparameter search: {study.study_name}
 
-Trials: {", ".join(f"{n} {s}" for s, n in counts.items() if n)}. Objective: {metric}
+Trials: {states}. Objective: {metric}
 (best epoch), higher is better. Dev metrics are recorded for reference and never optimised.
 
 ## Best trial: #{best.number}, {metric} {best.value:.4f}

@@ -140,8 +140,8 @@ elif [ "$stage" = study ]; then
   [ -n "${STUDY_DB:-}" ] && [ ! -s "$study/study.db" ] && cp "$STUDY_DB" "$study/study.db"
   sed "s#^model_name_or_path: .*#model_name_or_path: $init#" "$config" > "$w/$name.yaml"
   [ "$config" = $r4 ] && for seed in 1 2 3; do run r4 $seed "$init" $r4; done
-  # its --timeout prunes running trials only when they report an epoch: a hard stop too, so that the reports run
-  timeout -s TERM "$((stop - $(date +%s) + 30))" $python -m training.tune --config "$w/$name.yaml" \
+  # its --timeout prunes running trials only when they report an epoch: a hard stop GRACE s (default 30) later, so that the reports run
+  timeout -s TERM "$((stop - $(date +%s) + ${GRACE:-30}))" $python -m training.tune --config "$w/$name.yaml" \
     --space training/configs/search/me5-small-ko-r4.yaml --output-dir "$w/tune" --workers "${WORKERS:-10}" \
     --n-trials 200 --timeout "$((stop - $(date +%s)))" > "$w/tune.log" 2>&1 || tail -5 "$w/tune.log"
   $python -m training.tune --config "$w/$name.yaml" --space training/configs/search/me5-small-ko-r4.yaml \
