@@ -25,7 +25,9 @@
 #   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
 # STAGE teacher (block 3): training/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
 #   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
-#   training pairs (training.distill, as in `compare`) for the students: then stage student with
+#   training pairs (training.distill, as in `compare`) for the students. TEACHERS="mp mpp" (block 5) trains
+#   research/configs/me5-small-ko-mpp.yaml (+ the hand-written paraphrase pairs) beside it; the last recipe
+#   listed is the one sent back and distilled. Then stage student with
 #   STUDENT_CONFIG=training/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
 #   SHALLOW_BASE (a base with fewer layers, research/experiments/shrink_base.py) adds three students from it,
 #   named shallow-sN: their figures are reported, they are never sent back (issue 15's smaller-model lever).
@@ -42,6 +44,7 @@ python=${PYTHON:-python3}; device=${DEVICE:-cuda}; base=${BASE_MODEL:?set BASE_M
 log() { echo "[$((SECONDS - t0))s] $*" | tee -a "$out/round4.log"; }
 current=training/configs/me5-small-ko.yaml; r4=research/configs/me5-small-ko-r4.yaml
 student=research/configs/me5-small-ko-r4-student.yaml; mp=training/configs/me5-small-ko-mp.yaml
+mpp=research/configs/me5-small-ko-mpp.yaml
 source "$(dirname "$0")/jobs.sh"
 
 # The recipes' generated pairs, at the paths the configs name (deterministic: seed 13).
@@ -116,10 +119,13 @@ if [ "$stage" = compare ]; then
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
 elif [ "$stage" = teacher ]; then
-  for seed in ${SEEDS:-1 2 3 4 5}; do run mp $seed "$base" $mp; done
+  for recipe in ${TEACHERS:-mp}; do  # side by side; the last one listed is sent back and labels the students' pairs
+    case $recipe in mp) config=$mp;; mpp) config=$mpp;; *) echo "unknown teacher recipe $recipe: mp or mpp"; exit 2;; esac
+    for seed in ${SEEDS:-1 2 3 4 5}; do run "$recipe" $seed "$base" $config; done
+  done
   wait; log "runs done"
-  send_back "$w"/mp-s*/model
-  $python -m training.distill --teachers "$w"/mp-s[0-9] --recipe $mp --repair 5000 --weight 0.5 --device "$device" \
+  send_back "$w/$recipe"-s*/model
+  $python -m training.distill --teachers "$w/$recipe"-s[0-9] --recipe $config --repair 5000 --weight 0.5 --device "$device" \
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
 elif [ "$stage" = student ]; then

@@ -1,5 +1,6 @@
-"""Hand-written training minimal pairs (data/contrast/ko_minimal_pairs_train.jsonl): disjoint from
-every held-out file, turned into training pairs, and kept by training's contrast filter."""
+"""Hand-written training data: the minimal pairs (data/contrast/ko_minimal_pairs_train.jsonl) and the paraphrase
+pairs (data/contrast/ko_paraphrases_train.jsonl). Both are disjoint from every held-out file and kept by training's
+contrast filter; the triples are turned into training pairs."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from training.splits import char_tfidf, normalise_sentence
 from training.train import drop_contrast_sentences
 
 TRIPLE_SENTENCES = ("anchor", "preserving", "changing")
+PAIR_SENTENCES = ("sentence1", "sentence2")
+PARAPHRASE_TRAIN_FILE = REPO / "data/contrast/ko_paraphrases_train.jsonl"
+PARAPHRASE_TRAIN_SOURCE = "paraphrases_train"
 KLUE_DEV = REPO / "data/klue-sts/klue_sts_dev.jsonl"
 KORSTS_HELD_OUT = sorted(
     path for path in (REPO / "data/korsts").glob("*.jsonl") if path.stem.endswith(("_dev", "_test"))
@@ -46,11 +50,24 @@ def train_triples() -> pd.DataFrame:
     return read_minimal_pairs(MINIMAL_PAIR_TRAIN_FILE)
 
 
+@pytest.fixture(scope="module")
+def paraphrase_records() -> pd.DataFrame:
+    return pd.read_json(PARAPHRASE_TRAIN_FILE, lines=True)
+
+
+@pytest.fixture(scope="module", params=["minimal pairs", "paraphrase pairs"])
+def training_sentences(request) -> list[str]:
+    """Every sentence of one hand-written training file."""
+    if request.param == "minimal pairs":
+        return sorted(_sentences(read_minimal_pairs(MINIMAL_PAIR_TRAIN_FILE), TRIPLE_SENTENCES))
+    return sorted(_sentences(read_pairs(PARAPHRASE_TRAIN_FILE), PAIR_SENTENCES))
+
+
 def _sentences(frame: pd.DataFrame, columns) -> set[str]:
     return {s for column in columns if column in frame for s in frame[column]}
 
 
-def test_the_training_file_is_valid_and_large_enough(train_triples):
+def test_the_minimal_pair_file_is_valid_and_large_enough(train_triples):
     counts = train_triples["category"].value_counts()
     assert len(train_triples) >= 400, counts.to_dict()
     assert set(counts.index) == set(CHANGING_LABELS)
@@ -63,7 +80,7 @@ def test_the_training_file_is_valid_and_large_enough(train_triples):
     assert (train_triples.groupby("anchor")["preserving"].nunique() == 1).all()
 
 
-def test_no_sentence_is_in_a_held_out_file():
+def test_no_sentence_is_in_a_held_out_file(training_sentences):
     held_out = [
         read_contrast(CONTRAST_FILE),
         read_paraphrases(PARAPHRASE_FILE),
@@ -74,9 +91,7 @@ def test_no_sentence_is_in_a_held_out_file():
     held_out += [read_pairs(path) for path in KORSTS_HELD_OUT]
     columns = ("sentence1", "sentence2", *TRIPLE_SENTENCES)
     forbidden = {normalise_sentence(s) for frame in held_out for s in _sentences(frame, columns)}
-    train = read_minimal_pairs(MINIMAL_PAIR_TRAIN_FILE)
-    shared = sorted(s for s in _sentences(train, TRIPLE_SENTENCES) if normalise_sentence(s) in forbidden)
-    assert not shared
+    assert not [s for s in training_sentences if normalise_sentence(s) in forbidden]
 
 
 def test_no_anchor_is_a_near_copy_of_a_held_out_anchor(train_triples):
@@ -95,13 +110,13 @@ def test_no_anchor_is_a_near_copy_of_a_held_out_anchor(train_triples):
     assert not near
 
 
-def test_no_sentence_is_a_near_copy_of_a_held_out_contrast_sentence(train_triples):
-    """Stricter than the anchors: no sentence of a triple is a near-copy of any sentence of the
+def test_no_sentence_is_a_near_copy_of_a_held_out_contrast_sentence(training_sentences):
+    """Stricter than the anchors: no training sentence is a near-copy of any sentence of the
     three held-out contrast files."""
     frames = [read_contrast(CONTRAST_FILE), read_paraphrases(PARAPHRASE_FILE), read_minimal_pairs(MINIMAL_PAIR_FILE)]
     columns = ("sentence1", "sentence2", *TRIPLE_SENTENCES)
     held_out = sorted(set().union(*(_sentences(frame, columns) for frame in frames)))
-    sentences = sorted(_sentences(train_triples, TRIPLE_SENTENCES))
+    sentences = training_sentences
     matrix = char_tfidf(sentences + held_out)
     cosine = (matrix[: len(sentences)] @ matrix[len(sentences) :].T).toarray()
     near = [(sentences[i], held_out[int(cosine[i].argmax())]) for i in np.flatnonzero(cosine.max(axis=1) >= NEAR_COPY)]
@@ -194,3 +209,35 @@ def test_prepare_data_trains_on_the_pairs_and_not_on_the_held_out_ones(tmp_path)
     sources = data.train["source"].value_counts().to_dict()
     assert sources[MINIMAL_PAIR_TRAIN_SOURCE] == len(written)
     assert "held_out" not in sources
+
+
+def test_the_paraphrase_file_is_valid(paraphrase_records):
+    assert len(paraphrase_records) >= 400
+    assert list(paraphrase_records.columns) == ["id", "source", "sentence1", "sentence2", "label", "note"]
+    assert paraphrase_records["id"].str.fullmatch(r"ppt-\d{3,}").all() and paraphrase_records["id"].is_unique
+    assert (paraphrase_records["source"] == PARAPHRASE_TRAIN_SOURCE).all()
+    assert paraphrase_records["label"].between(4.0, 5.0).all()
+    assert (paraphrase_records["note"].str.len() > 0).all()
+    sentences = zip(paraphrase_records["sentence1"], paraphrase_records["sentence2"])
+    pairs = {frozenset(map(normalise_sentence, pair)) for pair in sentences}
+    assert len(pairs) == len(paraphrase_records) and all(len(p) == 2 for p in pairs)
+
+
+def test_training_keeps_every_paraphrase_pair(paraphrase_records, tmp_path):
+    """The block-5 recipe's extra training file, through training's data preparation: nothing dropped."""
+    import yaml
+
+    from training.arguments import DataArguments
+    from training.train import prepare_data
+
+    config = yaml.safe_load((REPO / "research/configs/me5-small-ko-mpp.yaml").read_text(encoding="utf-8"))
+    assert str(PARAPHRASE_TRAIN_FILE.relative_to(REPO)) in config["extra_train_files"]
+    klue = read_pairs(REPO / "data/klue-sts/klue_sts_train.jsonl").head(300).drop(columns="location")
+    data_args = DataArguments(
+        train_file=str(write_pairs(klue, tmp_path / "t.jsonl")),
+        extra_train_files=[str(PARAPHRASE_TRAIN_FILE)],
+        contrast_validation_file=str(MINIMAL_PAIR_FILE),
+        split="random",
+    )
+    sources = prepare_data(data_args).train["source"].value_counts()
+    assert sources[PARAPHRASE_TRAIN_SOURCE] == len(paraphrase_records)
