@@ -26,7 +26,7 @@
 # STAGE teacher (block 3): training/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
 #   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
 #   training pairs (training.distill, as in `compare`) for the students. TEACHERS="mp mpp" (block 5) trains
-#   research/configs/me5-small-ko-mpp.yaml (+ the hand-written paraphrase pairs) beside it; the last recipe
+#   research/configs/me5-small-ko-mpp.yaml (+ hand-written and generated paraphrase positives) beside it; the last recipe
 #   listed is the one sent back and distilled. Then stage student with
 #   STUDENT_CONFIG=training/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
 #   SHALLOW_BASE (a base with fewer layers, research/experiments/shrink_base.py) adds three students from it,
@@ -53,8 +53,11 @@ source "$(dirname "$0")/jobs.sh"
 [ -s outputs/paraphrases/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
   outputs/paraphrases/klue_sts_train.jsonl --kinds paraphrases,negation_lexical --per-kind 1000 --seed 13 \
   > "$w/augment-para.log" 2>&1 &
+[ -s outputs/paraphrase-positives/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
+  outputs/paraphrase-positives/klue_sts_train.jsonl --kinds paraphrases --per-kind 1000 --seed 13 \
+  > "$w/augment-positives.log" 2>&1 &
 wait
-log "augment: $(wc -l < outputs/hard-negatives/klue_sts_train.jsonl) hard negatives, $(wc -l < outputs/paraphrases/klue_sts_train.jsonl) paraphrase pairs"
+log "augment: $(wc -l < outputs/hard-negatives/klue_sts_train.jsonl) hard negatives, $(wc -l < outputs/paraphrases/klue_sts_train.jsonl) paraphrase pairs, $(wc -l < outputs/paraphrase-positives/klue_sts_train.jsonl) paraphrase positives"
 
 heal() {  # HEALED_PACKED: a packed healed base (pack_base.py) instead of healing; PACK_HEALED=1 sends it back
   [ -s "$w/healed/heal.json" ] && return
