@@ -9,7 +9,7 @@ What it measures, each on the same model and scorer settings (``load_served_scor
   reading or writing: what tokenising, the model and batching alone do; **model only**: ``Scorer.forward`` on
   the same pairs tokenised beforehand (the forward passes alone), per chunk and in one call over all rows (the
   stricter: no chunk ends where the GPU drains). The scorer is built as the command builds its own (compiled, CUDA
-  graphs: ``--compile``, ``--cuda-graphs``, by default as the command decides for the file's size).
+  graphs: ``--compile``, ``--cuda-graphs``, by default as the command decides).
 - **command**: ``python -m serving.files score`` on a CSV of the same pairs, in a subprocess; its own
   pairs/s (``--stats``, model loading excluded) and its wall time. Ceiling and command runs alternate
   (``--repeats``), so that a neighbour's load falls on both; medians are reported.
@@ -214,7 +214,7 @@ def report(results: dict) -> str:
     lines = [f"# ko-sts score benchmark ({results['date']})", "", f"Machine: {results['machine']}", ""]
     compiled = ", compiled (torch.compile, here and in the command)" if results.get("compiled") else ""
     graphs = results.get("cuda_graphs")
-    graphs = f", {graphs} CUDA graphs of full passes (here and in the command)" if graphs else ""
+    graphs = f", CUDA graphs of full passes ({graphs} widths planned, here and in the command)" if graphs else ""
     model = f"`{results['model']}`, {results['runtime']}{compiled}{graphs}"
     lines += [f"Model: {model}, chunks of {results['chunk_rows']} pairs.", ""]
     if "ceiling" in results:
@@ -299,8 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cuda-graphs",
         action=argparse.BooleanOptionalAction,
-        help="PyTorch on CUDA: CUDA graphs of full passes in the command and in this process alike; default: as the "
-        "command decides for a file of --pairs rows",
+        default=True,
+        help="PyTorch on CUDA: CUDA graphs of full passes in the command and in this process alike (default: on, as "
+        "in the command)",
     )
     parser.add_argument(
         "--tokenizer-processes",
@@ -334,11 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     args.rss_rows = args.rss_rows if args.rss_rows is not None else (0 if cuda else 1_000_000)
     args.ray = args.ray if args.ray is not None else not cuda
     from models.pairs import EncodedRows
-    from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
-    from serving.files import COMPILE_FROM_ROWS, GRAPHS_FROM_ROWS, by_size
+    from models.scorer import compile_model, load_served_scorer, plan_pass_graphs
+    from serving.files import COMPILE_FROM_ROWS, by_size
 
     args.compile = by_size(args.compile, args.pairs, COMPILE_FROM_ROWS)
-    args.cuda_graphs = by_size(args.cuda_graphs, args.pairs, GRAPHS_FROM_ROWS)
 
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ko-sts-files-bench-"))
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
 
     scorer = load_served_scorer(model, args.backend, device=args.device, max_batch_tokens=args.max_batch_tokens)
     results["compiled"] = compile_model(scorer, args.compile)
-    results["cuda_graphs"] = capture_pass_graphs(scorer) if args.cuda_graphs else 0
+    results["cuda_graphs"] = plan_pass_graphs(scorer) if args.cuda_graphs else 0
     results["runtime"] = scorer.runtime.description
     if args.pairs:
         source = write_pairs(base, args.pairs, scratch / "pairs.csv")

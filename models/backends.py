@@ -223,9 +223,8 @@ class TorchRuntime(Runtime):
     Attention masks are built without looking at their values (:data:`STATIC_SDPA`), so a pass
     never waits for the GPU: on CUDA each pass pads its rows into pinned host memory, copies them
     without blocking and returns before the GPU finishes, while the caller assembles the next.
-    Passes whose shape fits one of the CUDA graphs captured by :meth:`capture_graphs` replay it
-    (one launch instead of hundreds); larger passes run eagerly, where the GPU's time dwarfs the
-    launches.
+    Passes whose shape fits one of the CUDA graphs captured by :meth:`capture_graphs` (or planned by
+    :meth:`plan_graphs`) replay it (one launch instead of hundreds); other passes run eagerly.
     """
 
     backend = "torch"
@@ -257,7 +256,11 @@ class TorchRuntime(Runtime):
         self.device = str(self.model.device)
         self.description = f"torch {torch.__version__} {dtype} on {self.device}"
         self.graphs: dict[tuple[int, int], CapturedPass] = {}
+        self._planned: dict[tuple[int, int], int] = {}  # graphs not captured yet (:meth:`plan_graphs`): eager passes
+        self._pad_id = 0
         self._cuda = self.model.device.type == "cuda"
+        self._graph_pool = torch.cuda.graph_pool_handle() if self._cuda else None
+        self._capture_stream = torch.cuda.Stream() if self._cuda else None
         self._slots = [_PinnedSlot(torch) for _ in range(PINNED_SLOTS)] if self._cuda else []
         self._next_slot = 0
         self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
@@ -321,31 +324,62 @@ class TorchRuntime(Runtime):
         return {name: inputs[name] for name in self.input_names}
 
     def capture_graphs(self, shapes: Iterable[tuple[int, int]], pad_id: int) -> None:
-        """Captures a CUDA graph of the forward pass for each (rows, width); later passes that fit one replay it.
+        """Captures a CUDA graph of the forward pass for each (rows, width) now; later passes that fit one replay it.
 
         All graphs share one memory pool (only one runs at a time), so they cost about the largest one's
         activations. A pass of ``r`` rows of at most ``w`` tokens replays the smallest graph with at least
-        ``r`` rows and ``w`` tokens, its extra rows and columns padding.
+        ``r`` rows and ``w`` tokens, its extra rows and columns padding. Each shape first runs twice
+        eagerly, so that its kernels choose their algorithms (and compile) outside the capture.
         """
         if not self._cuda:
             return
         torch = self._torch
-        pool = torch.cuda.graph_pool_handle()
         for rows, width in sorted(set(shapes), key=lambda shape: -shape[0] * shape[1]):
             inputs = self._static_inputs(rows, width, pad_id)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode(), self._attention():
-                for _ in range(2):  # kernels choose their algorithms (and compile) outside the capture
+                for _ in range(2):
                     self._forward(**inputs)
             torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), self._attention(), torch.cuda.graph(graph, pool=pool):
-                logits = self._forward(**inputs).logits.float().reshape(-1)
-            self.graphs[(rows, width)] = CapturedPass(graph, inputs, logits)
+            self.graphs[(rows, width)] = self._capture(inputs)
+            self._planned.pop((rows, width), None)
         torch.cuda.synchronize()
-        self._graph_rows = sorted({rows for rows, _ in self.graphs})
-        self._graph_widths = sorted({width for _, width in self.graphs})
+        self._index_graphs()
+
+    def plan_graphs(self, shapes: Iterable[tuple[int, int]], pad_id: int) -> None:
+        """Plans a CUDA graph for each (rows, width), captured when passes come to need it: the first pass of a
+        planned shape runs eagerly (real work, which also warms its kernels up) and the second captures the
+        graph and replays it, without waiting for the passes in flight. Unlike :meth:`capture_graphs`, nothing
+        runs ahead of the passes and shapes no pass needs are never captured.
+        """
+        if not self._cuda:
+            return
+        self._pad_id = pad_id
+        for shape in shapes:
+            if shape not in self.graphs:
+                self._planned.setdefault(shape, 0)
+        self._index_graphs()
+
+    def _capture(self, inputs: dict[str, Any]) -> CapturedPass:
+        """Records one forward pass over ``inputs`` as a CUDA graph, on a stream of its own and into the graphs'
+        shared pool. Recording runs nothing, so the passes in flight need not finish first (``torch.cuda.graph``
+        would synchronise the device and empty the allocator's cache); the capture is the calling thread's only
+        (other threads may use the GPU meanwhile)."""
+        torch = self._torch
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(self._capture_stream), torch.inference_mode(), self._attention():
+            graph.capture_begin(self._graph_pool, capture_error_mode="thread_local")
+            try:
+                logits = self._forward(**inputs).logits.float().reshape(-1)
+            finally:
+                graph.capture_end()
+        return CapturedPass(graph, inputs, logits)
+
+    def _index_graphs(self) -> None:
+        shapes = [*self.graphs, *self._planned]
+        self._graph_rows = sorted({rows for rows, _ in shapes})
+        self._graph_widths = sorted({width for _, width in shapes})
 
     def _attention(self) -> Any:
         """SDPA without cuDNN's kernel: cuDNN builds (compiles, with NVRTC) a plan for every new batch shape,
@@ -355,13 +389,24 @@ class TorchRuntime(Runtime):
         return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.MATH])
 
     def _graph_for(self, rows: int, width: int) -> CapturedPass | None:
-        if not self.graphs:
+        """The graph a pass replays, captured here on a planned shape's second pass; None: the pass runs eagerly."""
+        if not (self.graphs or self._planned):
             return None
         r = bisect.bisect_left(self._graph_rows, rows)
         w = bisect.bisect_left(self._graph_widths, width)
         if r == len(self._graph_rows) or w == len(self._graph_widths):
             return None
-        return self.graphs.get((self._graph_rows[r], self._graph_widths[w]))
+        shape = (self._graph_rows[r], self._graph_widths[w])
+        if shape in self._planned:
+            if self._planned[shape] < EAGER_PASSES_BEFORE_CAPTURE:
+                self._planned[shape] += 1
+                return None
+            del self._planned[shape]
+            self.graphs[shape] = self._capture(self._static_inputs(*shape, self._pad_id))
+        return self.graphs.get(shape)
+
+
+EAGER_PASSES_BEFORE_CAPTURE = 1  # a planned graph's shape runs eagerly this many times, then is captured
 
 
 GRAPH_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)

@@ -266,18 +266,19 @@ def compile_model(scorer: Scorer, enabled: bool = True) -> bool:
     return True
 
 
-def capture_pass_graphs(scorer: Scorer) -> int:
-    """Captures a CUDA graph of each full forward pass ``scorer``'s limits cut: one per padded width up to the model's
-    ``max_length``, with as many rows as the token budget (and the row cap) allow. A pass then replays the smallest
-    graph that holds it instead of launching hundreds of kernels one by one, which on PyTorch take about as long as
-    the GPU's work on them (``ko-sts score``). Only a PyTorch runtime on a GPU captures; returns how many graphs.
+def plan_pass_graphs(scorer: Scorer) -> int:
+    """Plans a CUDA graph of each full forward pass ``scorer``'s limits cut: one per padded width up to the model's
+    ``max_length``, with as many rows as the token budget (and the row cap) allow. A full pass then replays its
+    width's graph instead of launching hundreds of kernels one by one, which on PyTorch take about as long as the
+    GPU's work on them (``ko-sts score``). Graphs are captured as passes come to need them
+    (:meth:`~models.backends.TorchRuntime.plan_graphs`), so only the widths a file has cost a capture, and none
+    runs ahead of the passes. Only a PyTorch runtime on a GPU plans any; returns how many graphs it planned.
     """
     if not (isinstance(scorer.runtime, TorchRuntime) and scorer.device != "cpu"):
         return 0
-    limits, capturing = scorer.limits, time.monotonic()
+    limits = scorer.limits
     longest = int(limits.padded(scorer.settings.max_length))
     widths = range(limits.length_bucket, longest + 1, limits.length_bucket)
     shapes = [(min(limits.max_batch_rows, max(1, limits.max_batch_tokens // width)), width) for width in widths]
-    scorer.runtime.capture_graphs(shapes, scorer.tokenizer.pad_id)
-    logger.info("captured %d CUDA graphs of forward passes in %.1f s", len(shapes), time.monotonic() - capturing)
+    scorer.runtime.plan_graphs(shapes, scorer.tokenizer.pad_id)
     return len(shapes)

@@ -13,7 +13,7 @@ The input is read as a stream (pyarrow's CSV and JSON readers, Parquet batches) 
 chunk N+1 while the forward passes of chunk N run (from before the model has loaded; on a GPU in worker
 processes, so that tokenising never holds the GIL the passes' launches need), and passes are kept in flight
 across chunks (:meth:`models.scorer.Scorer.launch_passes`), so a GPU is not drained between chunks; there,
-passes replay CUDA graphs (:func:`models.scorer.capture_pass_graphs`) for long inputs. Each scored chunk
+full passes replay CUDA graphs (:func:`models.scorer.plan_pass_graphs`). Each scored chunk
 is written as a part under ``OUTPUT.parts/`` and committed to its ``manifest.json``; a run that stops
 (killed, power lost) starts again from the first chunk not committed, and the finished parts are joined
 into OUTPUT at the end. See docs/files.md.
@@ -53,9 +53,9 @@ from models.scorer import (
     PASSES_IN_FLIGHT,
     PairCodec,
     Scorer,
-    capture_pass_graphs,
     compile_model,
     load_served_scorer,
+    plan_pass_graphs,
 )
 from models.scoring import SIMILAR_THRESHOLD, Symmetry
 
@@ -86,10 +86,6 @@ WRITES_AHEAD = 2  # scored chunks waiting for the writer
 # took 6 s (Inductor's cache warm) to 40 s (a fresh machine) and made passes about 13% faster (43.6k -> 49.4k
 # pairs/s for KoELECTRA-base): it pays from about 2M pairs warm, 14M cold.
 COMPILE_FROM_ROWS = 5_000_000
-# --cuda-graphs' default: capture (PyTorch on a GPU) for inputs of at least this many rows. On the H200 capturing the
-# 16 graphs of KoELECTRA-base's passes took 0.8-1.9 s and saved about 0.8 s per 100k pairs (passes no longer wait
-# for their launches): it pays from about 150k pairs.
-GRAPHS_FROM_ROWS = 150_000
 
 
 # What turns ``tokenizers``' own parallelism off in TOKENIZERS_PARALLELISM (its utils/parallelism.rs, lowercased).
@@ -388,7 +384,7 @@ class Options:
     dtype: TorchDtype = "auto"
     threads: int = 0
     compile: bool | None = None  # None: when the input has at least COMPILE_FROM_ROWS rows
-    cuda_graphs: bool | None = None  # None: when the input has at least GRAPHS_FROM_ROWS rows
+    cuda_graphs: bool = True
     tokenizer_threads: int = field(default_factory=default_tokenizer_threads)
     tokenizer_processes: bool | None = None  # None: on a GPU
     symmetry: Symmetry | None = None
@@ -568,13 +564,13 @@ class GpuChoices:
 
 
 def gpu_choices(options: Options, on_gpu: bool, rows: int | None) -> GpuChoices:
-    """The options' choices, and where they leave one open: compile from COMPILE_FROM_ROWS rows, CUDA graphs from
-    GRAPHS_FROM_ROWS, tokenising in processes on a GPU. Each matters only for PyTorch on a GPU, except the
-    processes, which any runtime on a GPU can use.
+    """The options' choices, and where they leave one open: compile from COMPILE_FROM_ROWS rows, tokenising in
+    processes on a GPU. Each matters only for PyTorch on a GPU (CUDA graphs too), except the processes, which any
+    runtime on a GPU can use.
     """
     return GpuChoices(
         compile=by_size(options.compile, rows, COMPILE_FROM_ROWS),
-        cuda_graphs=by_size(options.cuda_graphs, rows, GRAPHS_FROM_ROWS),
+        cuda_graphs=options.cuda_graphs,
         tokenizer_processes=options.tokenizer_processes if options.tokenizer_processes is not None else on_gpu,
     )
 
@@ -749,7 +745,7 @@ def score_file(options: Options, scorer: Scorer | None = None) -> dict[str, Any]
                 raise FileScoringError(f"{model_name} on {options.backend}, device {options.device}: {error}") from None
             compile_model(scorer, choices.compile)
             if choices.cuda_graphs:
-                capture_pass_graphs(scorer)
+                plan_pass_graphs(scorer)
         started = time.perf_counter()
         scored, spent = _score_chunks(options, source, scorer, prepared, manifest, folder, fmt_out)
         seconds = time.perf_counter() - started
@@ -997,9 +993,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--cuda-graphs",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="PyTorch on CUDA: capture a CUDA graph of each full pass's shape first (1-2 s), so that passes replay "
-        f"instead of launching kernel by kernel. Default: for inputs of {GRAPHS_FROM_ROWS:,} rows or more",
+        default=True,
+        help="PyTorch on CUDA: full passes replay a CUDA graph of their shape (captured on the shape's second pass) "
+        "instead of launching kernel by kernel. Default: on",
     )
     score.add_argument(
         "--tokenizer-threads",

@@ -303,7 +303,7 @@ def test_ray_data_stage_scores_like_the_command(tmp_path, trained_package, servi
 
 
 def test_the_command_compiles_only_pytorch_on_a_gpu_for_long_inputs_or_when_told(trained_package):
-    from models.scorer import capture_pass_graphs, compile_model, load_served_scorer
+    from models.scorer import compile_model, load_served_scorer, plan_pass_graphs
     from serving.files import COMPILE_FROM_ROWS, build_parser, gpu_choices
 
     parse = lambda *flags: build_parser().parse_args(["score", "in.csv", "out.csv", *flags])  # noqa: E731
@@ -313,21 +313,19 @@ def test_the_command_compiles_only_pytorch_on_a_gpu_for_long_inputs_or_when_told
     assert not compiles(None)  # not known: not worth 6-40 s on a guess
     scorer = load_served_scorer(trained_package, "torch", device="cpu")
     assert compile_model(scorer, True) is False  # on the CPU there is nothing to compile: eager PyTorch scores
-    assert capture_pass_graphs(scorer) == 0 and not scorer.runtime.graphs  # nor CUDA graphs to capture
+    assert plan_pass_graphs(scorer) == 0 and not scorer.runtime.graphs  # nor CUDA graphs to capture
 
 
-def test_on_a_gpu_the_command_tokenises_in_processes_and_captures_graphs_for_long_inputs(tmp_path):
-    from serving.files import GRAPHS_FROM_ROWS, GpuChoices, build_parser, gpu_choices
+def test_on_a_gpu_the_command_tokenises_in_processes_and_replays_graphs_unless_told_not_to(tmp_path):
+    from serving.files import GpuChoices, build_parser, gpu_choices
 
     def parse(*flags: str) -> Options:
         given = vars(build_parser().parse_args(["score", "in.csv", "out.csv", *flags]))
         return Options(input=tmp_path, output=tmp_path, **{k: given[k] for k in GpuChoices.__dataclass_fields__})
 
-    long, short = GRAPHS_FROM_ROWS, GRAPHS_FROM_ROWS - 1
-    assert gpu_choices(parse(), on_gpu=True, rows=long).cuda_graphs
-    assert not gpu_choices(parse(), on_gpu=True, rows=short).cuda_graphs
-    assert not gpu_choices(parse(), on_gpu=True, rows=None).cuda_graphs  # not known: not worth it on a guess
-    assert gpu_choices(parse("--cuda-graphs"), on_gpu=True, rows=short).cuda_graphs
+    long = 10**6
+    assert gpu_choices(parse(), on_gpu=True, rows=1).cuda_graphs  # captured as passes need them: no size rule
+    assert gpu_choices(parse(), on_gpu=True, rows=None).cuda_graphs
     assert not gpu_choices(parse("--no-cuda-graphs"), on_gpu=True, rows=long).cuda_graphs
     assert gpu_choices(parse(), on_gpu=True, rows=1).tokenizer_processes
     assert not gpu_choices(parse(), on_gpu=False, rows=long).tokenizer_processes

@@ -52,14 +52,25 @@ def test_graph_replays_compute_what_eager_passes_compute(subject, cuda_scorer):
         assert np.max(np.abs(graphed - reference)) < 0.02, size
 
 
-def test_the_file_commands_pass_graphs_score_what_eager_passes_score(subject):
-    from models.scorer import capture_pass_graphs, load_served_scorer
+def test_the_file_commands_planned_graphs_are_captured_as_passes_need_them_and_score_what_eager_passes_score(subject):
+    import torch
+
+    from models.scorer import load_served_scorer, plan_pass_graphs
 
     graphed = load_served_scorer(subject, "torch", device="cuda")  # as ko-sts score builds it, 32k-token passes
     eager = load_served_scorer(subject, "torch", device="cuda")
-    assert capture_pass_graphs(graphed) == len(graphed.runtime.graphs) == 16  # widths 8 to 128
+    assert plan_pass_graphs(graphed) == 16 and not graphed.runtime.graphs  # widths 8 to 128, none captured yet
     pairs = PAIRS * 8  # 4,152 pairs: full passes of several widths, and short ones at their ends
-    assert np.max(np.abs(graphed.score(pairs) - eager.score(pairs))) < 0.02
+    rows, reference = graphed.encode(pairs), eager.forward(eager.encode(pairs))
+    torch.cuda.set_sync_debug_mode("error")  # capturing mid-run must not wait for the passes in flight
+    try:
+        first, second = graphed.forward(rows), graphed.forward(rows)  # a width's first full pass is eager
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    captured = set(graphed.runtime.graphs)
+    assert captured and len(captured) < 16  # the widths this file's full passes have, not all 16
+    assert max(np.max(np.abs(first - reference)), np.max(np.abs(second - reference))) < 0.02
+    assert np.max(np.abs(graphed.score(pairs) - eager.score(pairs))) < 0.02  # replays only
 
 
 def test_a_compiled_model_scores_what_the_eager_one_scores_in_graphs_and_beyond(subject, cuda_scorer):
