@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 Backend = Literal["onnx", "openvino", "torch"]
 Device = Literal["auto", "cpu", "cuda"]
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
+CpuActivations = Literal["float32", "int8"]
+"""OpenVINO's activations on the CPU: ``float32``, or ``int8``, quantised per group of 32 values along each row as a
+pass runs (int8 dot products where the CPU has AVX-512 VNNI, else float32 compute)."""
 ONNX_SUBDIR = "onnx"
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"
@@ -124,26 +127,42 @@ class OnnxRuntime(Runtime):
 OPENVINO_PIN = "openvino==2026.4.1"  # as in requirements/serving.in
 
 
+DYNAMIC_QUANTIZATION_GROUPS = {"int8": "32", "float32": "0"}  # OpenVINO's group size per CpuActivations
+
+
 class OpenVinoRuntime(Runtime):
     """OpenVINO on the CPU, on the package's int8 ONNX file (or another file under ``onnx/``).
 
     The graph is compiled once with dynamic shapes; OpenVINO keeps its kernels per input shape
     itself (graphs reshaped to each pass's static shape measured the same, after about a second
-    of compiling per shape). Compute stays float32 on the int8 weights: no bf16 where the CPU has
-    it, no dynamic int8 activations; one stream runs each pass on every thread, not pinned to
-    cores. A row's logit then moves by at most 2e-6 with its batch-mates on the shipped model
-    (bound 1e-4).
+    of compiling per shape). Compute is float32 on the int8 weights unless ``activations="int8"``:
+    then a pass's activations are quantised per group of 32 values of each row
+    (``DYNAMIC_QUANTIZATION_GROUP_SIZE``), never over the batch, so a row's score still does not
+    depend on its batch-mates, and on a CPU with AVX-512 VNNI the matrix products run in int8:
+    1.74x the pairs/s for the shipped model, at most 0.033 from float32 on a KLUE-STS dev pair and
+    0.039 on the contrast set, but 0.21 on one of its six reference pairs
+    (``research/results/cpu_runtimes-vnni-bf16.md``); without VNNI OpenVINO computes in float32.
+    Never bf16 (a row then moved by 2.3e-4 with its batch-mates). One stream runs each pass on
+    every thread, not pinned to cores.
 
     Args:
         model_dir: the model package.
         device: ``auto`` or ``cpu``; OpenVINO is served on the CPU only.
         onnx_file: a file under ``onnx/``; by default ``model_quantized.onnx``.
         threads: inference threads; 0 lets OpenVINO use every core (as ONNX Runtime's ``threads``).
+        activations: :data:`CpuActivations`.
     """
 
     backend = "openvino"
 
-    def __init__(self, model_dir: str | Path, device: Device = "auto", onnx_file: str | None = None, threads: int = 0):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: Device = "auto",
+        onnx_file: str | None = None,
+        threads: int = 0,
+        activations: CpuActivations = "float32",
+    ):
         try:
             import openvino as ov
         except ImportError:
@@ -158,8 +177,8 @@ class OpenVinoRuntime(Runtime):
             )
         self.path = _pick_onnx_file(Path(model_dir), "cpu", onnx_file)
         config = {
-            "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it
-            "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",  # int8 weights, float32 activations, as ONNX Runtime's level 0
+            "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it: batch-variant
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": DYNAMIC_QUANTIZATION_GROUPS[activations],
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": "1",
             "ENABLE_CPU_PINNING": "NO",  # the cores are shared with tokenising and HTTP: unpinned measured steadier
@@ -169,7 +188,8 @@ class OpenVinoRuntime(Runtime):
         self.model = ov.Core().compile_model(str(self.path), "CPU", config)
         self.input_names = _graph_inputs(self.path, (port.any_name for port in self.model.inputs))
         self.device = "cpu"
-        self.description = f"openvino {ov.__version__} {self.path.name} on cpu"
+        self.activations = activations
+        self.description = f"openvino {ov.__version__} {self.path.name} on cpu, {activations} activations"
         self._request = self.model.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one pass at a time
         self._buffers = HostBuffers(lambda size: np.empty(size, dtype=np.int64))
@@ -536,12 +556,14 @@ def load_runtime(
     onnx_file: str | None = None,
     threads: int = 0,
     dtype: TorchDtype = "auto",
+    activations: CpuActivations = "float32",
 ) -> Runtime:
-    """Builds the runtime for ``backend`` (``onnx``, ``openvino`` or ``torch``) over a model package."""
+    """Builds the runtime for ``backend`` (``onnx``, ``openvino`` or ``torch``) over a model package;
+    ``activations`` is OpenVINO's (:data:`CpuActivations`)."""
     if backend == "onnx":
         return OnnxRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads)
     if backend == "openvino":
-        return OpenVinoRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads)
+        return OpenVinoRuntime(model_dir, device=device, onnx_file=onnx_file, threads=threads, activations=activations)
     if backend == "torch":
         return TorchRuntime(model_dir, device=device, dtype=dtype)
     raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(get_args(Backend))}")

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from models.backends import Backend, Device, Pending, Runtime, TorchDtype, TorchRuntime, load_runtime
+from models.backends import (
+    Backend,
+    CpuActivations,
+    Device,
+    Pending,
+    Runtime,
+    TorchDtype,
+    TorchRuntime,
+    load_runtime,
+)
 from models.pairs import EncodedRows, PairTokenizer
 from models.scoring import ScoreSettings, Symmetry, legacy_symmetry
 
@@ -218,9 +227,13 @@ def load_scorer(
     threads: int = 0,
     dtype: TorchDtype = "auto",
     symmetry: Symmetry | bool | None = None,
+    activations: CpuActivations = "float32",
 ) -> Scorer:
-    """A :class:`Scorer` over a model package, on ONNX Runtime (default), OpenVINO or PyTorch."""
-    runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
+    """A :class:`Scorer` over a model package, on ONNX Runtime (default), OpenVINO or PyTorch (``activations``:
+    OpenVINO's, :data:`~models.backends.CpuActivations`)."""
+    runtime = load_runtime(
+        model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype, activations=activations
+    )
     return Scorer.over(PairCodec.for_package(model_dir, symmetry), runtime, limits)
 
 
@@ -232,13 +245,16 @@ def load_served_scorer(
     threads: int = 0,
     dtype: TorchDtype = "auto",
     symmetry: Symmetry | bool | None = None,
+    activations: CpuActivations = "float32",
     max_batch_tokens: int | None = None,
     max_batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Scorer:
     """The scorer the service builds (:meth:`serving.settings.Settings.scorer`): passes cut by :func:`device_limits`
     for the device the runtime landed on. The file scorer (:mod:`serving.files`) builds its own through here too.
     """
-    runtime = load_runtime(model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype)
+    runtime = load_runtime(
+        model_dir, backend, device=device, onnx_file=onnx_file, threads=threads, dtype=dtype, activations=activations
+    )
     codec = PairCodec.for_package(model_dir, symmetry)
     return Scorer.over(codec, runtime, device_limits(runtime.device, max_batch_tokens, max_batch_rows))
 
