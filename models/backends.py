@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 Backend = Literal["onnx", "openvino", "torch"]
 Device = Literal["auto", "cpu", "cuda"]
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
-CpuActivations = Literal["float32", "int8"]
-"""OpenVINO's activations on the CPU: ``float32``, or ``int8``, quantised per group of 32 values along each row as a
-pass runs (int8 dot products where the CPU has AVX-512 VNNI, else float32 compute)."""
+CpuActivations = Literal["int8", "float32"]
+"""OpenVINO's activations on the CPU: ``int8``, quantised per group of 32 values along each row as a pass runs (int8
+dot products where the CPU has AVX-512 VNNI, else float32 compute), or ``float32``."""
 ONNX_SUBDIR = "onnx"
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"
@@ -135,13 +135,14 @@ class OpenVinoRuntime(Runtime):
 
     The graph is compiled once with dynamic shapes; OpenVINO keeps its kernels per input shape
     itself (graphs reshaped to each pass's static shape measured the same, after about a second
-    of compiling per shape). Compute is float32 on the int8 weights unless ``activations="int8"``:
-    then a pass's activations are quantised per group of 32 values of each row
+    of compiling per shape). With ``activations="int8"`` (the default) a pass's activations are
+    quantised per group of 32 values of each row
     (``DYNAMIC_QUANTIZATION_GROUP_SIZE``), never over the batch, so a row's score still does not
     depend on its batch-mates, and on a CPU with AVX-512 VNNI the matrix products run in int8:
     1.74x the pairs/s for the shipped model, at most 0.033 from float32 on a KLUE-STS dev pair and
     0.039 on the contrast set, but 0.21 on one of its six reference pairs
-    (``research/results/cpu_runtimes-vnni-bf16.md``); without VNNI OpenVINO computes in float32.
+    (``research/results/cpu_runtimes-vnni-bf16.md``); without VNNI, or with ``activations="float32"``,
+    OpenVINO computes in float32 on the int8 weights.
     Never bf16 (a row then moved by 2.3e-4 with its batch-mates). One stream runs each pass on
     every thread, not pinned to cores.
 
@@ -161,7 +162,7 @@ class OpenVinoRuntime(Runtime):
         device: Device = "auto",
         onnx_file: str | None = None,
         threads: int = 0,
-        activations: CpuActivations = "float32",
+        activations: CpuActivations = "int8",
     ):
         try:
             import openvino as ov
@@ -556,7 +557,7 @@ def load_runtime(
     onnx_file: str | None = None,
     threads: int = 0,
     dtype: TorchDtype = "auto",
-    activations: CpuActivations = "float32",
+    activations: CpuActivations = "int8",
 ) -> Runtime:
     """Builds the runtime for ``backend`` (``onnx``, ``openvino`` or ``torch``) over a model package;
     ``activations`` is OpenVINO's (:data:`CpuActivations`)."""

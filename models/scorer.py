@@ -227,7 +227,7 @@ def load_scorer(
     threads: int = 0,
     dtype: TorchDtype = "auto",
     symmetry: Symmetry | bool | None = None,
-    activations: CpuActivations = "float32",
+    activations: CpuActivations = "int8",
 ) -> Scorer:
     """A :class:`Scorer` over a model package, on ONNX Runtime (default), OpenVINO or PyTorch (``activations``:
     OpenVINO's, :data:`~models.backends.CpuActivations`)."""
@@ -245,7 +245,7 @@ def load_served_scorer(
     threads: int = 0,
     dtype: TorchDtype = "auto",
     symmetry: Symmetry | bool | None = None,
-    activations: CpuActivations = "float32",
+    activations: CpuActivations = "int8",
     max_batch_tokens: int | None = None,
     max_batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Scorer:

@@ -58,11 +58,11 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op or OpenVINO inference threads; 0 uses every core")
     cpu_activations: CpuActivations = Field(
-        "float32",
-        description="OpenVINO's activations: 'float32' (default) computes in float32 on the int8 weights; 'int8' "
-        "quantises them per group of 32 values of each row as a pass runs (int8 dot products on a CPU with AVX-512 "
-        "VNNI: 1.74x the model's pairs/s for the shipped model, within 0.04 of its float32 scores on KLUE-STS dev "
-        "and the contrast set but 0.21 on one reference pair, still batch-invariant; float32 compute elsewhere)",
+        "int8",
+        description="OpenVINO's activations: 'int8' (default) quantises them per group of 32 values of each row as a "
+        "pass runs (int8 dot products on a CPU with AVX-512 VNNI: 1.67x the served pairs/s for the shipped model, "
+        "within 0.04 of its float32 scores on KLUE-STS dev and the contrast set but 0.21 on one reference pair, "
+        "still batch-invariant; float32 compute on CPUs without VNNI); 'float32' computes in float32 everywhere",
     )
     model_process: Literal["auto", "separate", "shared"] = Field(
         "auto",

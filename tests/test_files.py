@@ -96,6 +96,19 @@ def test_each_format_in_and_out_keeps_every_column_and_scores_as_the_service(
     assert not os.path.exists(f"{target}.parts"), "the parts are removed once joined"
 
 
+def test_openvino_with_int8_activations_scores_as_the_service_does_by_default(tmp_path, trained_package):
+    rows = klue_rows(20)
+    source = tmp_path / "pairs.csv"
+    write_rows(rows, source, "csv")
+    args = ["score", str(source), str(tmp_path / "scored.csv"), "--model", str(trained_package), "--device", "cpu"]
+    assert main([*args, "--backend", "openvino", "--no-progress"]) == 0  # int8 activations by default, as served
+    service = Settings(backend="openvino", device="cpu").scorer(trained_package)
+    assert service.runtime.activations == "int8"
+    expected = service.score([(r["sentence1"], r["sentence2"]) for r in rows])
+    scores = [float(r["score"]) for r in read_rows(tmp_path / "scored.csv", "csv")]
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+
+
 def test_tokenising_in_worker_processes_writes_what_threads_write(tmp_path, trained_package):
     source = tmp_path / "pairs.csv"
     write_rows(klue_rows(40), source, "csv")

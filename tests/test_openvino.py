@@ -25,22 +25,22 @@ LIMITS = BatchLimits(max_batch_tokens=1024)
 
 @pytest.fixture(scope="module")
 def openvino_scorer(trained_package):
-    return load_scorer(trained_package, "openvino", device="cpu", limits=LIMITS)
+    return load_scorer(trained_package, "openvino", device="cpu", limits=LIMITS)  # int8 activations
 
 
 @pytest.fixture(scope="module")
-def int8_scorer(trained_package):
-    return load_scorer(trained_package, "openvino", device="cpu", limits=LIMITS, activations="int8")
+def float32_scorer(trained_package):
+    return load_scorer(trained_package, "openvino", device="cpu", limits=LIMITS, activations="float32")
 
 
-def test_openvino_runs_the_int8_file_and_scores_as_onnx_runtime(trained_package, openvino_scorer, int8_scorer):
+def test_openvino_runs_the_int8_file_and_scores_as_onnx_runtime(trained_package, openvino_scorer, float32_scorer):
     assert isinstance(openvino_scorer.runtime, OpenVinoRuntime)
     assert openvino_scorer.runtime.path.name == ONNX_INT8
-    assert openvino_scorer.runtime.activations == "float32" and int8_scorer.runtime.activations == "int8"
+    assert openvino_scorer.runtime.activations == "int8" and float32_scorer.runtime.activations == "float32"
     onnx = load_scorer(trained_package, "onnx", device="cpu", limits=LIMITS).score(PAIRS)
-    assert np.max(np.abs(openvino_scorer.score(PAIRS) - onnx)) <= 1e-4
+    assert np.max(np.abs(float32_scorer.score(PAIRS) - onnx)) <= 1e-4
     # int8 activations (int8 dot products where the CPU has VNNI, else float32): issue 15's per-pair bound
-    assert np.max(np.abs(int8_scorer.score(PAIRS) - onnx)) <= 0.1
+    assert np.max(np.abs(openvino_scorer.score(PAIRS) - onnx)) <= 0.1
 
 
 def test_openvino_logits_have_onnx_runtimes_shape_and_dtype(trained_package, openvino_scorer):
@@ -55,7 +55,7 @@ def test_openvino_logits_have_onnx_runtimes_shape_and_dtype(trained_package, ope
 
 @pytest.mark.parametrize("activations", ["int8", "float32"])
 def test_a_pairs_openvino_score_does_not_depend_on_its_batch_mates(request, activations):
-    scorer = request.getfixturevalue("int8_scorer" if activations == "int8" else "openvino_scorer")
+    scorer = request.getfixturevalue("openvino_scorer" if activations == "int8" else "float32_scorer")
     batched = scorer.score(PAIRS)
     alone = np.array([scorer.score([pair])[0] for pair in PAIRS[:16]])
     assert np.max(np.abs(batched[:16] - alone)) <= 1e-4
@@ -72,14 +72,14 @@ def test_openvino_is_chosen_through_the_settings_and_passes_the_start_up_parity_
     assert isinstance(scorer.runtime, OpenVinoRuntime)
     assert scorer.runtime.model.get_property("INFERENCE_NUM_THREADS") == 1
     assert str(scorer.runtime.model.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
-    assert scorer.runtime.model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0  # float32 activations
-    delta = check_parity(scorer, trained_package, "tiny:test")
-    assert delta is not None and delta <= PARITY_TOLERANCE["onnx"]
-    monkeypatch.setenv("KO_STS_CPU_ACTIVATIONS", "int8")
-    scorer = Settings().scorer(trained_package, device="cpu")
-    assert scorer.runtime.model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 32
+    assert scorer.runtime.model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 32  # int8 activations
     delta = check_parity(scorer, trained_package, "tiny:test")
     assert delta is not None and delta <= PARITY_TOLERANCE["int8-activations"]
+    monkeypatch.setenv("KO_STS_CPU_ACTIVATIONS", "float32")
+    scorer = Settings().scorer(trained_package, device="cpu")
+    assert scorer.runtime.model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0
+    delta = check_parity(scorer, trained_package, "tiny:test")
+    assert delta is not None and delta <= PARITY_TOLERANCE["onnx"]
 
 
 def test_openvino_is_the_served_cpu_default():
