@@ -277,15 +277,16 @@ def variants(package: Path, work: Path, calibration: Callable[[], list[dict]]) -
             ov_int8_weights,
             {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"},
         ),
-        openvino("OpenVINO on the shipped MatMulNBits file", lambda: onnx_dir / ONNX_INT8, {}),
+        openvino("OpenVINO on the shipped MatMulNBits file", lambda: shipped, {}),
     ]
     # The shipped file with each of the CPU's compute paths spelled out (the empty config above is whatever this
     # CPU's defaults are): f32 as served, bf16 (AVX512_BF16 or AMX), int8 activations quantised per group of 32
     # along each row (VNNI), never over the batch.
-    shipped = lambda: onnx_dir / ONNX_INT8  # noqa: E731
     for precision, group in (("f32", "0"), ("bf16", "0"), ("f32", "32"), ("bf16", "32")):
         config = {"INFERENCE_PRECISION_HINT": precision, "DYNAMIC_QUANTIZATION_GROUP_SIZE": group}
-        found.append(openvino(f"OpenVINO shipped file, {precision}, dyn. quant. group {group}", shipped, config))
+        found.append(
+            openvino(f"OpenVINO shipped file, {precision}, dyn. quant. group {group}", lambda: shipped, config)
+        )
 
     # the two activation-by-activation MatMuls of each attention (Q K^T and probabilities V) left in float32
     scores = (r".*/attention/self/MatMul(_1)?$",)
