@@ -29,6 +29,9 @@
 #   research/configs/me5-small-ko-mpp.yaml (+ hand-written and generated paraphrase positives) beside it; the last recipe
 #   listed is the one sent back and distilled. Then stage student with
 #   STUDENT_CONFIG=training/configs/me5-small-ko-mp-student.yaml STUDENT_BASE=$BASE_MODEL.
+#   TRAIN_ONLY=1 gives the runs the whole call (block 5: five runs of mpp took 80 s an epoch on a slow machine and
+#   were cut at epoch 4 when the reports shared the call); STAGE teacher-finish, the next call on the warm machine
+#   with the same TEACHERS and WORK, sends back, distils and reports.
 #   SHALLOW_BASE (a base with fewer layers, research/experiments/shrink_base.py) adds three students from it,
 #   named shallow-sN: their figures are reported, they are never sent back (issue 15's smaller-model lever).
 #
@@ -109,6 +112,11 @@ for i, p in enumerate(parts):
 PY
 }
 
+selection_scores() {  # every run's selection score (validation only), into round4.log
+  for m in "$w"/*-s[0-9]/model/metadata.json; do
+    [ -f "$m" ] && log "$(basename "$(dirname "$(dirname "$m")")") selection $($python -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["selection"]["score"], 4))' "$m")"
+  done; }
+
 start_mps "$python"; log "CUDA MPS: $mps"
 if [ "$stage" = compare ]; then
   heal
@@ -121,12 +129,16 @@ if [ "$stage" = compare ]; then
   $python -m training.distill --teachers $teachers --recipe $r4 --repair 5000 --weight 0.5 --device "$device" \
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
-elif [ "$stage" = teacher ]; then
+elif [ "$stage" = teacher ] || [ "$stage" = teacher-finish ]; then
   for recipe in ${TEACHERS:-mp}; do  # side by side; the last one listed is sent back and labels the students' pairs
     case $recipe in mp) config=$mp;; mpp) config=$mpp;; *) echo "unknown teacher recipe $recipe: mp or mpp"; exit 2;; esac
-    for seed in ${SEEDS:-1 2 3 4 5}; do run "$recipe" $seed "$base" $config; done
+    [ "$stage" = teacher ] && for seed in ${SEEDS:-1 2 3 4 5}; do run "$recipe" $seed "$base" $config; done
   done
-  wait; log "runs done"
+  if [ "$stage" = teacher ]; then
+    wait; log "runs done"
+    # TRAIN_ONLY=1: the whole call for the runs; stage teacher-finish (same TEACHERS, next call, warm WORK) does the rest
+    [ "${TRAIN_ONLY:-0}" = 1 ] && { selection_scores; exit 0; }
+  fi
   send_back "$w/$recipe"-s*/model
   $python -m training.distill --teachers "$w/$recipe"-s[0-9] --recipe $config --repair 5000 --weight 0.5 --device "$device" \
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
@@ -173,7 +185,7 @@ elif [ "$stage" = variants ]; then
   wait; log "runs done"
   [ -n "${SEND_BACK:-}" ] && send_back "$w/$SEND_BACK"-s*/model
 else
-  echo "unknown stage $stage: compare, student, study, variants or teacher"; exit 2
+  echo "unknown stage $stage: compare, student, study, variants, teacher or teacher-finish"; exit 2
 fi
 packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -r -n1 dirname | tr '\n' ' ')
 : > "$out/compare.md"  # empty when the stage trained no package (a study alone)
