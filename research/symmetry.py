@@ -3,7 +3,8 @@
     nice python -m research.symmetry models/default --out research/results/symmetry.md
 
 Scores KLUE-STS dev, KorSTS dev, the contrast set and the package's parity (reference) pairs with
-each :data:`models.scoring.SYMMETRIES` setting on the same runtime, and times canonical against
+each :data:`models.scoring.SYMMETRIES` setting on the service's CPU runtime (``serving.settings``; ``KO_STS_*``
+variables apply), and times canonical against
 averaging on dev, interleaved, several repeats, medians (ratios only: the machine is shared).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.package import read_metadata, reference_scores
-from models.scorer import Scorer, load_scorer
+from models.scorer import Scorer
 from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
 from training.data import read_pairs
 from training.metrics import sts_metrics
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     from serving.settings import Settings
 
-    base = load_scorer(args.package_dir, "onnx", device="cpu", limits=Settings().batch_limits("cpu"))
+    base = Settings().scorer(args.package_dir, device="cpu")  # as the service scores on the CPU (KO_STS_* apply)
     scorers = {name: with_symmetry(base, name) for name in SYMMETRIES}
     lines = [f"Model: `{args.package_dir}`, {base.runtime.description}, CPU batch limits {base.limits}.", ""]
 
