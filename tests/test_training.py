@@ -523,6 +523,65 @@ def test_the_margin_term_is_added_to_the_loss_of_batches_with_triples(tiny_base,
     assert with_margin.item() == pytest.approx(expected.item(), rel=1e-5) and with_margin > plain
 
 
+def test_orders_together_make_one_item_per_pair_whose_two_orders_are_paired(tiny_base):
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from training.trainer import PairCollator, order_loss, pair_dataset, pair_tokenizer, triple_dataset
+
+    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
+    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="canonical")
+    frame = pd.DataFrame({"sentence1": ["가", "다"], "sentence2": ["나", "라"], "label": [2.0, 4.0]})
+    items = pair_dataset(frame, settings, pairs, training=True, orders_together=True)
+    assert len(items) == 2 and items[1]["labels"] == [4.0, 4.0]
+    assert items[1]["pair"].ids.tolist() == pairs.encode(["다", "라"], ["라", "다"]).ids.tolist()
+    triples = pd.DataFrame(
+        {"anchor": ["문을 열어 줘."], "preserving": ["문 좀 열어 줄래?"], "changing": ["문을 닫아 줘."]}
+        | {"preserving_label": [4.5], "changing_label": [1.0]}
+    )
+    batch = PairCollator(pairs, ("input_ids",))([items[0], triple_dataset(triples, settings, pairs)[0], items[1]])
+    assert batch["order_rows"].tolist() == [[0, 1], [6, 7]] and batch["margin_rows"].tolist() == [[2, 4], [3, 5]]
+    assert order_loss(torch.tensor([0.2, 0.6, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5]), batch["order_rows"]).item() == (
+        pytest.approx((0.16 + 0.0) / 2)
+    )
+    with pytest.raises(ValueError, match="needs a symmetric model"):
+        pair_dataset(
+            frame, ScoreSettings(activation="sigmoid", max_length=32), pairs, training=True, orders_together=True
+        )
+    with pytest.raises(ValueError, match="order_consistency_weight must be 0"):
+        parse_arguments(["--config", str(TINY_CONFIG), "--symmetric", "false", "--order_consistency_weight", "1"])
+
+
+def test_the_order_term_is_added_to_the_loss_of_batches_with_both_orders(tiny_base, tmp_path):
+    import pandas as pd
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from training.trainer import PairCollator, StsTrainer, order_loss, pair_dataset, pair_tokenizer
+
+    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="canonical")
+    model = build_cross_encoder(str(tiny_base), "cls", settings)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the same forward twice
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1][-1]
+    with torch.no_grad():
+        head.weight.mul_(1000.0)  # a random head scores every row about 0.5: spread the orders apart
+    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
+    frame = pd.DataFrame(
+        {"sentence1": ["비가 와요.", "문을 열어 줘."], "sentence2": ["비가 내려요.", "문 좀 열어 줄래?"]}
+    )
+    items = pair_dataset(frame.assign(label=[4.8, 4.5]), settings, pairs, training=True, orders_together=True)
+    batch = PairCollator(pairs, ("input_ids", "attention_mask", "token_type_ids"))([items[0], items[1]])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = StsTrainer(model=model, args=args, settings=settings, objective="bce", order_weight=3.0)
+    model.train()
+    plain = trainer.compute_loss(model, {k: v for k, v in batch.items() if k != "order_rows"})
+    with_order = trainer.compute_loss(model, dict(batch))
+    unit = torch.sigmoid(model(**{k: v for k, v in batch.items() if k not in ("labels", "order_rows")})["logits"])
+    expected = plain + 3.0 * order_loss(unit.squeeze(-1), batch["order_rows"])
+    assert with_order.item() == pytest.approx(expected.item(), rel=1e-5) and with_order > plain
+
+
 def test_weight_averaging_records_what_it_tried(options_run):
     """Averaging that ran and was rejected differs from averaging that never ran."""
     _, result = options_run

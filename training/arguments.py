@@ -81,6 +81,15 @@ class ModelArguments:
     minimal_pair_margin: float = field(
         default=0.2, metadata={"help": "The margin on 0-1 scores (0.2 = one point of the 0-5 scale)."}
     )
+    order_consistency_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Symmetric models: each training pair's two orders go into the same batch, and the squared "
+            "difference of their 0-1 scores, times this weight, is added to the loss, so that one order scores as "
+            "both averaged do (what symmetry 'canonical' needs; 0 = off). A batch then holds both orders of "
+            "per_device_train_batch_size pairs: halve it to keep the rows per step."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
@@ -95,6 +104,11 @@ class ModelArguments:
             raise ValueError(
                 f"minimal_pair_margin_weight must be 0 (off) or positive and minimal_pair_margin in [0, 1], got "
                 f"{self.minimal_pair_margin_weight} and {self.minimal_pair_margin}"
+            )
+        if self.order_consistency_weight < 0 or (self.order_consistency_weight and not self.symmetric):
+            raise ValueError(
+                f"order_consistency_weight must be 0 (off), or positive for a symmetric model (symmetric: true), got "
+                f"{self.order_consistency_weight} with symmetric: {self.symmetric}"
             )
         if self.symmetry not in (None, *SYMMETRIES):
             raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)} or unset, got {self.symmetry!r}")

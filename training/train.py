@@ -292,7 +292,8 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         *([time_limit] if time_limit else []),
         *([StopAfterEpoch(pipeline.stop_after_epoch)] if pipeline.stop_after_epoch else []),
     ]
-    train_dataset = pair_dataset(data.train, settings, pairs, training=True)
+    orders_together = model_args.order_consistency_weight > 0
+    train_dataset = pair_dataset(data.train, settings, pairs, training=True, orders_together=orders_together)
     if data.triples is not None:
         train_dataset = ConcatDataset([train_dataset, triple_dataset(data.triples, settings, pairs)])
     trainer = StsTrainer(
@@ -311,6 +312,7 @@ def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = No
         rdrop_alpha=model_args.rdrop_alpha,
         margin_weight=model_args.minimal_pair_margin_weight,
         margin=model_args.minimal_pair_margin,
+        order_weight=model_args.order_consistency_weight,
     )
     started = time.monotonic()
     trainer.train()

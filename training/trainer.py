@@ -29,6 +29,8 @@ from training.metrics import sts_metrics
 logger = logging.getLogger("training")
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+MARGIN_ROWS, ORDER_ROWS = "margin_rows", "order_rows"  # the collator's keys for paired rows (PairDataset)
+PAIRED_ROWS = (MARGIN_ROWS, ORDER_ROWS)
 
 
 class PairDataset(Dataset):
@@ -36,16 +38,21 @@ class PairDataset(Dataset):
     :class:`~models.pairs.EncodedRows`), ``input_ids`` (their ids, which ``group_by_length``
     measures) and ``labels`` (one per row).
 
-    An item is one pair, or with ``rows_per_item`` > 1 a minimal-pair triple (:func:`triple_dataset`):
-    its first half of rows should score above its second half (``margin``: the collator pairs them).
+    An item is one pair, or with ``rows_per_item`` > 1 rows whose first half the collator pairs with their second
+    half under the key ``paired``: ``margin_rows`` for a minimal-pair triple (:func:`triple_dataset`: the first
+    half should score above the second), ``order_rows`` for one pair in both orders (:func:`pair_dataset` with
+    ``orders_together``: both should score the same).
     """
 
-    def __init__(self, pairs: EncodedRows, labels: np.ndarray, rows_per_item: int = 1):
+    def __init__(self, pairs: EncodedRows, labels: np.ndarray, rows_per_item: int = 1, paired: str | None = None):
         if len(pairs) != len(labels) or len(labels) % rows_per_item:
             raise ValueError(f"{len(pairs)} pairs for {len(labels)} labels in items of {rows_per_item} rows")
+        if (rows_per_item > 1) != (paired in PAIRED_ROWS):
+            raise ValueError(f"items of {rows_per_item} rows need paired in {PAIRED_ROWS}, got {paired!r}")
         self.pairs = pairs
         self.labels = np.asarray(labels, dtype=np.float32)
         self.rows_per_item = rows_per_item
+        self.paired = paired
 
     def __len__(self) -> int:
         return len(self.labels) // self.rows_per_item
@@ -54,8 +61,8 @@ class PairDataset(Dataset):
         rows = slice(index * self.rows_per_item, (index + 1) * self.rows_per_item)
         pair = self.pairs[rows]
         item = {"pair": pair, "input_ids": pair.ids, "labels": self.labels[rows].tolist()}
-        if self.rows_per_item > 1:
-            item["margin"] = True
+        if self.paired:
+            item["paired"] = self.paired
         return item
 
 
@@ -85,23 +92,38 @@ class PairCollator:
         arrays = self.tokenizer.pad(EncodedRows.concat([f["pair"] for f in features]))
         batch = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
         batch["labels"] = torch.tensor([label for f in features for label in f["labels"]], dtype=torch.float32)
-        margin_rows, start = [], 0  # (row that should score higher, row that should score lower)
+        paired: dict[str, list[tuple[int, int]]] = {}  # margin_rows: (higher, lower); order_rows: (a, b), (b, a)
+        start = 0
         for feature in features:
             rows = len(feature["labels"])
-            if feature.get("margin"):
+            if "paired" in feature:
                 half = rows // 2
-                margin_rows.extend((start + i, start + half + i) for i in range(half))
+                paired.setdefault(feature["paired"], []).extend((start + i, start + half + i) for i in range(half))
             start += rows
-        if margin_rows:
-            batch["margin_rows"] = torch.tensor(margin_rows, dtype=torch.long)
+        batch |= {key: torch.tensor(rows, dtype=torch.long) for key, rows in paired.items()}
         return batch
 
 
 def pair_dataset(
-    frame: pd.DataFrame, settings: ScoreSettings, tokenizer: PairTokenizer, training: bool = False
+    frame: pd.DataFrame,
+    settings: ScoreSettings,
+    tokenizer: PairTokenizer,
+    training: bool = False,
+    orders_together: bool = False,
 ) -> PairDataset:
     """Pairs, tokenised: to train on (a symmetric model, ``average`` or ``canonical``, trains on both orders) or,
-    by default, to score as the service does (:meth:`models.scoring.ScoreSettings.order`)."""
+    by default, to score as the service does (:meth:`models.scoring.ScoreSettings.order`).
+
+    ``orders_together`` (training a symmetric model): one item per pair holding both its orders, paired as
+    ``order_rows`` for the order-consistency term; otherwise each order is an item of its own.
+    """
+    if training and orders_together:
+        if not settings.symmetric:
+            raise ValueError("orders_together needs a symmetric model: one order per pair has nothing to pair")
+        first = [x for a, b in zip(frame["sentence1"], frame["sentence2"]) for x in (a, b)]
+        second = [x for a, b in zip(frame["sentence1"], frame["sentence2"]) for x in (b, a)]
+        labels = np.repeat(frame["label"].to_numpy(), 2)
+        return PairDataset(tokenizer.encode(first, second), labels, rows_per_item=2, paired=ORDER_ROWS)
     if training:
         rows = with_swapped_pairs(frame) if settings.symmetric else frame
         encoded = tokenizer.encode(rows["sentence1"].tolist(), rows["sentence2"].tolist())
@@ -123,7 +145,7 @@ def triple_dataset(triples: pd.DataFrame, settings: ScoreSettings, tokenizer: Pa
         second = [x for p, c in zip(preserving, changing) for x in (p, c)]
     half = len(first) // len(triples) // 2
     labels = np.repeat(np.stack([triples["preserving_label"], triples["changing_label"]], axis=1), half, axis=1)
-    return PairDataset(tokenizer.encode(first, second), labels.reshape(-1), rows_per_item=2 * half)
+    return PairDataset(tokenizer.encode(first, second), labels.reshape(-1), rows_per_item=2 * half, paired=MARGIN_ROWS)
 
 
 def served_scores(settings: ScoreSettings, logits: np.ndarray) -> np.ndarray:
@@ -135,6 +157,11 @@ def bce_loss(outputs, labels: torch.Tensor, num_items_in_batch: int | None = Non
     """Binary cross-entropy on labels scaled to 0-1 (the sentence-transformers STS recipe)."""
     logits = outputs["logits"].squeeze(-1).float()
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float() / MAX_SCORE)
+
+
+def order_loss(unit_scores: torch.Tensor, order_rows: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the 0-1 scores of ``order_rows``' pairs of rows (one pair, both orders)."""
+    return torch.nn.functional.mse_loss(unit_scores[order_rows[:, 0]], unit_scores[order_rows[:, 1]])
 
 
 def margin_loss(unit_scores: torch.Tensor, margin_rows: torch.Tensor, margin: float) -> torch.Tensor:
@@ -188,6 +215,7 @@ class StsTrainer(Trainer):
         rdrop_alpha: weight of R-Drop's consistency term (0 = off).
         margin_weight: weight of the minimal-pair margin term on batches with triples (0 = off).
         margin: the margin, on 0-1 scores.
+        order_weight: weight of the order-consistency term on batches with pairs in both orders (0 = off).
     """
 
     def __init__(
@@ -201,6 +229,7 @@ class StsTrainer(Trainer):
         rdrop_alpha: float = 0.0,
         margin_weight: float = 0.0,
         margin: float = 0.2,
+        order_weight: float = 0.0,
         **kwargs,
     ):
         self.settings = settings
@@ -211,6 +240,7 @@ class StsTrainer(Trainer):
         self.rdrop_alpha = rdrop_alpha
         self.margin_weight = margin_weight
         self.margin = margin
+        self.order_weight = order_weight
         self.epoch_scores: dict[str, list[np.ndarray]] = {}
         self._metric_prefix = "eval"
         kwargs.setdefault("compute_loss_func", bce_loss if objective == "bce" else None)
@@ -246,12 +276,17 @@ class StsTrainer(Trainer):
         return metrics
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        margin_rows = inputs.pop("margin_rows", None)
-        if margin_rows is None or not self.margin_weight or not model.training:
+        margin_rows, order_rows = inputs.pop(MARGIN_ROWS, None), inputs.pop(ORDER_ROWS, None)
+        use_margin = bool(self.margin_weight) and margin_rows is not None
+        use_order = bool(self.order_weight) and order_rows is not None
+        if not (use_margin or use_order) or not model.training:
             return self._pair_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, outputs = self._pair_loss(model, inputs, True, num_items_in_batch)
         unit = self._unit_scores(outputs["logits"].squeeze(-1).float())
-        loss = loss + self.margin_weight * margin_loss(unit, margin_rows, self.margin)
+        if use_margin:
+            loss = loss + self.margin_weight * margin_loss(unit, margin_rows, self.margin)
+        if use_order:
+            loss = loss + self.order_weight * order_loss(unit, order_rows)
         return (loss, outputs) if return_outputs else loss
 
     def _unit_scores(self, logits: torch.Tensor) -> torch.Tensor:

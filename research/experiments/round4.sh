@@ -21,7 +21,8 @@
 #   current (as shipped), mp0 / mp1 (+ the hand-written training triples,
 #   data/contrast/ko_minimal_pairs_train.jsonl, with margin weight 0 / 1), canonical / mp1-canonical (scored,
 #   evaluated and selected once per pair, the smaller sentence first), mp1-r4 (mp1 selected with the round-4
-#   weights: + 0.1 x held-out minimal pairs). PACK_HEALED=1 heals beside the runs and sends the healed base back
+#   weights: + 0.1 x held-out minimal pairs), canonical-oW (canonical, trained with order_consistency_weight W: issue
+#   15's one pass per pair). PACK_HEALED=1 heals beside the runs and sends the healed base back
 #   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
 # STAGE teacher (block 3): training/configs/me5-small-ko-mp.yaml (block 2's mp1 selected with the round-4 weights)
 #   from the 4-bit base, SEEDS (1-5); its best run comes back (send_back) and the five together label its
@@ -178,7 +179,10 @@ elif [ "$stage" = variants ]; then
       current) args=;; mp0) args="$triples 0";; mp1) args="$triples 1";; canonical) args="--symmetry canonical";;
       mp1-canonical) args="$triples 1 --symmetry canonical";;
       mp1-r4) args="$triples 1 --contrast_validation_weight 0.1";;  # selected as the round-4 recipe is
-      *) echo "unknown variant $variant: current, mp0, mp1, canonical, mp1-canonical or mp1-r4"; exit 2;;
+      # canonical-oW: canonical, both orders of a pair in one batch and their squared difference x W added to the loss
+      # (order_consistency_weight); 16 pairs a batch, so that a step still takes 32 rows
+      canonical-o*) args="--symmetry canonical --order_consistency_weight ${variant#canonical-o} --per_device_train_batch_size 16";;
+      *) echo "unknown variant $variant: current, mp0, mp1, canonical, canonical-oW, mp1-canonical or mp1-r4"; exit 2;;
     esac
     for seed in ${SEEDS:-1 2 3}; do run "$variant" $seed "$init" $current $args; done
   done
