@@ -85,6 +85,8 @@ while true; do
 done
 # BentoML logs this once the service's __init__ (model load and warm-up batch) has returned.
 podman logs "$NAME" 2>&1 | grep -q "Service KoSTS initialized" || fail "/readyz answered 200 before the service was initialised"
+started_log=$(podman logs "$NAME" 2>&1)
+if grep -q "openvino_telemetry" <<<"$started_log"; then fail "OpenVINO warns about its telemetry file: the image lacks its consent file"; fi
 check "/readyz 200 after $((SECONDS - step_started)) s (model loaded, first batch scored)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/livez")" = 200 ] || fail "/livez is not 200"
 check "/livez 200"

@@ -279,6 +279,7 @@ def test_dockerfile_is_hardened_and_takes_the_base_as_a_build_argument(bentofile
     assert "COPY . ./" in lines, "the bento (code, model) must be copied root-owned, without --chown"
     assert "ENV BENTOML_HOME=/tmp/bentoml \\" in lines
     assert "pip uninstall --yes --quiet uv" in dockerfile and "install.sh" in dockerfile
+    assert "echo 0 > /home/bentoml/intel/openvino_telemetry" in dockerfile  # no consent warning at each start
     env = _bentofile(bentofile)["docker"]["env"]
     assert f"ARG KO_STS_BACKEND={env['KO_STS_BACKEND']}" in lines
 
