@@ -220,7 +220,11 @@ class DataArguments:
     )
     max_length: int = field(default=128, metadata={"help": "Token budget per pair; longer pairs are truncated."})
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training pairs after the split (quick runs, tests)."}
+        default=None,
+        metadata={
+            "help": "Use only the first N pairs of train_file after the split (quick runs, tests); the pairs of "
+            "extra_train_files and those a soft_label_file adds come on top of them."
+        },
     )
 
     def split_settings(self) -> SplitSettings:
