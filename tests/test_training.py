@@ -494,32 +494,52 @@ def test_a_triple_is_one_item_whose_preserving_rows_are_paired_with_its_changing
     assert margin_loss(unit, batch["margin_rows"], 0.2).item() == pytest.approx((0.0 + 0.6) / 2)
 
 
-def test_the_margin_term_is_added_to_the_loss_of_batches_with_triples(tiny_base, tmp_path):
-    import pandas as pd
+def _loss_with_and_without(tiny_base, tmp_path, symmetry: str, make_items, key: str, **weights):
+    """The trainer's loss on a batch of ``make_items(settings, pairs)``'s first two items, with and without its paired
+    rows under ``key``, for a tiny model without dropout; also every row's 0-1 score and those paired rows."""
     from transformers import AutoTokenizer, TrainingArguments
 
-    from training.trainer import PairCollator, StsTrainer, margin_loss, pair_tokenizer, triple_dataset
+    from training.trainer import PairCollator, StsTrainer, pair_tokenizer
 
-    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="average")
+    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry=symmetry)
     model = build_cross_encoder(str(tiny_base), "cls", settings)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0  # the same forward twice
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1][-1]
+    with torch.no_grad():
+        head.weight.mul_(1000.0)  # a random head scores every row about 0.5: spread the rows apart
     pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
+    items = make_items(settings, pairs)
+    batch = PairCollator(pairs, ("input_ids", "attention_mask", "token_type_ids"))([items[0], items[1]])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = StsTrainer(model=model, args=args, settings=settings, objective="bce", **weights)
+    model.train()
+    plain = trainer.compute_loss(model, {k: v for k, v in batch.items() if k != key})
+    with_term = trainer.compute_loss(model, dict(batch))
+    unit = torch.sigmoid(model(**{k: v for k, v in batch.items() if k not in ("labels", key)})["logits"])
+    return plain, with_term, unit.squeeze(-1), batch[key]
+
+
+def test_the_margin_term_is_added_to_the_loss_of_batches_with_triples(tiny_base, tmp_path):
+    import pandas as pd
+
+    from training.trainer import margin_loss, triple_dataset
+
     triples = pd.DataFrame(
         {"anchor": ["문을 열어 줘.", "비가 와요."], "preserving": ["문 좀 열어 줄래?", "비가 내려요."]}
         | {"changing": ["문을 닫아 줘.", "비가 안 와요."], "preserving_label": [4.5, 4.8], "changing_label": [1.0, 1.0]}
     )
-    items = triple_dataset(triples, settings, pairs)
-    batch = PairCollator(pairs, ("input_ids", "attention_mask", "token_type_ids"))([items[0], items[1]])
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = StsTrainer(model=model, args=args, settings=settings, objective="bce", margin_weight=2.0, margin=1.0)
-    model.train()
-    rows = batch["margin_rows"]
-    plain = trainer.compute_loss(model, {k: v for k, v in batch.items() if k != "margin_rows"})
-    with_margin = trainer.compute_loss(model, dict(batch))
-    unit = torch.sigmoid(model(**{k: v for k, v in batch.items() if k not in ("labels", "margin_rows")})["logits"])
-    expected = plain + 2.0 * margin_loss(unit.squeeze(-1), rows, 1.0)
+    plain, with_margin, unit, rows = _loss_with_and_without(
+        tiny_base,
+        tmp_path,
+        "average",
+        lambda settings, pairs: triple_dataset(triples, settings, pairs),
+        "margin_rows",
+        margin_weight=2.0,
+        margin=1.0,
+    )
+    expected = plain + 2.0 * margin_loss(unit, rows, 1.0)
     assert with_margin.item() == pytest.approx(expected.item(), rel=1e-5) and with_margin > plain
 
 
@@ -554,31 +574,25 @@ def test_orders_together_make_one_item_per_pair_whose_two_orders_are_paired(tiny
 
 def test_the_order_term_is_added_to_the_loss_of_batches_with_both_orders(tiny_base, tmp_path):
     import pandas as pd
-    from transformers import AutoTokenizer, TrainingArguments
 
-    from training.trainer import PairCollator, StsTrainer, order_loss, pair_dataset, pair_tokenizer
+    from training.trainer import order_loss, pair_dataset
 
-    settings = ScoreSettings(activation="sigmoid", max_length=32, symmetry="canonical")
-    model = build_cross_encoder(str(tiny_base), "cls", settings)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0  # the same forward twice
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1][-1]
-    with torch.no_grad():
-        head.weight.mul_(1000.0)  # a random head scores every row about 0.5: spread the orders apart
-    pairs = pair_tokenizer(AutoTokenizer.from_pretrained(tiny_base), 32)
     frame = pd.DataFrame(
-        {"sentence1": ["비가 와요.", "문을 열어 줘."], "sentence2": ["비가 내려요.", "문 좀 열어 줄래?"]}
+        {
+            "sentence1": ["비가 와요.", "문을 열어 줘."],
+            "sentence2": ["비가 내려요.", "문 좀 열어 줄래?"],
+            "label": [4.8, 4.5],
+        }
     )
-    items = pair_dataset(frame.assign(label=[4.8, 4.5]), settings, pairs, training=True, orders_together=True)
-    batch = PairCollator(pairs, ("input_ids", "attention_mask", "token_type_ids"))([items[0], items[1]])
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = StsTrainer(model=model, args=args, settings=settings, objective="bce", order_weight=3.0)
-    model.train()
-    plain = trainer.compute_loss(model, {k: v for k, v in batch.items() if k != "order_rows"})
-    with_order = trainer.compute_loss(model, dict(batch))
-    unit = torch.sigmoid(model(**{k: v for k, v in batch.items() if k not in ("labels", "order_rows")})["logits"])
-    expected = plain + 3.0 * order_loss(unit.squeeze(-1), batch["order_rows"])
+    plain, with_order, unit, rows = _loss_with_and_without(
+        tiny_base,
+        tmp_path,
+        "canonical",
+        lambda settings, pairs: pair_dataset(frame, settings, pairs, training=True, orders_together=True),
+        "order_rows",
+        order_weight=3.0,
+    )
+    expected = plain + 3.0 * order_loss(unit, rows)
     assert with_order.item() == pytest.approx(expected.item(), rel=1e-5) and with_order > plain
 
 
