@@ -51,11 +51,12 @@ def test_settings_round_trip_through_config_json(tmp_path):
         ScoreSettings.from_model_dir(tmp_path)
 
 
-def test_canonical_order_puts_the_smaller_sentence_first_and_runs_one_row_per_pair():
+def test_canonical_order_puts_the_shorter_sentence_first_and_runs_one_row_per_pair():
     settings = ScoreSettings(symmetry="canonical")
     assert settings.symmetric and settings.rows_per_pair == 1
-    first, second = settings.order(["나", "가", "같다"], ["가", "나", "같다"])
-    assert (first, second) == (["가", "가", "같다"], ["나", "나", "같다"])  # swapped pairs give the same rows
+    first, second = settings.order(["나", "가", "같다", "가나다"], ["가", "나", "같다", "하"])
+    # swapped pairs give the same rows; as long: the smaller string first; else the shorter first
+    assert (first, second) == (["가", "가", "같다", "하"], ["나", "나", "같다", "가나다"])
     assert settings.scores_from_rows(np.array([1.0, 2.0, 3.0])).tolist() == [1.0, 2.0, 3.0]
 
 

@@ -59,7 +59,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "How a symmetric model scores a pair: 'average' (both orders, averaged) or 'canonical' (once, the "
-            "smaller sentence first); unset: 'average' when symmetric, else 'none'. Evaluation follows it."
+            "shorter sentence first); unset: 'average' when symmetric, else 'none'. Evaluation follows it."
         },
     )
     rdrop_alpha: float = field(

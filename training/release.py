@@ -26,7 +26,7 @@ from training.report import calibration_table
 
 ORDER_WORDS = {
     "average": "both sentence orders are scored and averaged",
-    "canonical": "each pair is scored once, the smaller sentence first (swapping them gives the same score)",
+    "canonical": "each pair is scored once, the shorter sentence first (swapping them gives the same score)",
     "none": "pairs are scored as given",
 }
 
