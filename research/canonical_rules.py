@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from research.report import finish
 from research.symmetry import pairs_of, with_symmetry
 from training.arguments import parse_arguments
 from training.data import read_pairs
@@ -84,11 +85,7 @@ def main(argv: list[str] | None = None) -> str:
             + " | ".join(f"{value:+.4f}" for value in rules)
             + f" | {chance.mean():+.4f} ({chance.std():.4f}) |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    return text
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":

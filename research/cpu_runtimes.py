@@ -41,6 +41,7 @@ from models.backends import ONNX_FP32, ONNX_INT8, ONNX_SUBDIR, OnnxRuntime, Pend
 from models.package import read_metadata, reference_scores
 from models.pairs import EncodedRows
 from models.scorer import BatchLimits, PairCodec, Scorer
+from research.report import finish
 from training.data import read_pairs
 from training.metrics import sts_metrics
 
@@ -435,11 +436,7 @@ def main(argv: list[str] | None = None) -> str:
             f"| {row.get('parity', float('nan')):.4f} | {row['pearson']:.4f} | {row['f1']:.4f} "
             f"| {bounds} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    return text
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 
 from models.package import read_metadata, reference_scores
 from models.scorer import Scorer
+from research.report import finish
 from training.contrast import CONTRAST_FILE, contrast_accuracy, read_contrast
 from training.data import read_pairs
 from training.metrics import sts_metrics
@@ -103,11 +104,7 @@ def main(argv: list[str] | None = None) -> str:
     lines += ["| symmetry | pairs/s | relative |", "|---|---:|---:|"]
     for name, seconds in median.items():
         lines.append(f"| {name} | {len(dev) / seconds:.0f} | {median['average'] / seconds:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    return text
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":
