@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.scoring import canonical_first
 from research.report import finish
 from research.symmetry import pairs_of, with_symmetry
 from training.arguments import parse_arguments
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "training/configs/me5-small-ko-mp-student.yaml"
 SOFT_LABELS = REPO / "research/results/round4/block3/call1-mp-soft.jsonl.gz"  # the shipped student's soft labels
 RULES: dict[str, Callable[[str, str], bool]] = {  # whether the first sentence goes first
-    "shorter first": lambda a, b: (len(a), a) <= (len(b), b),
+    "shorter first": canonical_first,  # the rule models.scoring uses since this study
     "longer first": lambda a, b: (len(a), a) >= (len(b), b),
     "string order": lambda a, b: a <= b,
     "hash": lambda a, b: hashlib.sha256(f"{a}\0{b}".encode()).digest() <= hashlib.sha256(f"{b}\0{a}".encode()).digest(),

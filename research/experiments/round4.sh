@@ -20,7 +20,8 @@
 #   from INIT (the 4-bit base unless given; `healed` heals or unpacks HEALED_PACKED), for each of VARIANTS:
 #   current (as shipped), mp0 / mp1 (+ the hand-written training triples,
 #   data/contrast/ko_minimal_pairs_train.jsonl, with margin weight 0 / 1), canonical / mp1-canonical (scored,
-#   evaluated and selected once per pair, the smaller sentence first), mp1-r4 (mp1 selected with the round-4
+#   evaluated and selected once per pair, in canonical order: the shorter sentence first since block 5, the smaller
+#   string first before), mp1-r4 (mp1 selected with the round-4
 #   weights: + 0.1 x held-out minimal pairs), canonical-oW (canonical, trained with order_consistency_weight W: issue
 #   15's one pass per pair). PACK_HEALED=1 heals beside the runs and sends the healed base back
 #   packed, for the next call's HEALED_PACKED; SEND_BACK=VARIANT sends back that variant's best run (as `student`).
