@@ -52,15 +52,14 @@ student=research/configs/me5-small-ko-r4-student.yaml; mp=training/configs/me5-s
 mpp=research/configs/me5-small-ko-mpp.yaml
 source "$(dirname "$0")/jobs.sh"
 
-# The recipes' generated pairs, at the paths the configs name (deterministic: seed 13).
-[ -s outputs/hard-negatives/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
-  outputs/hard-negatives/klue_sts_train.jsonl --per-kind 1000 --seed 13 > "$w/augment-hn.log" 2>&1 &
-[ -s outputs/paraphrases/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
-  outputs/paraphrases/klue_sts_train.jsonl --kinds paraphrases,negation_lexical --per-kind 1000 --seed 13 \
-  > "$w/augment-para.log" 2>&1 &
-[ -s outputs/paraphrase-positives/klue_sts_train.jsonl ] || $python -m training.augment data/klue-sts/klue_sts_train.jsonl \
-  outputs/paraphrase-positives/klue_sts_train.jsonl --kinds paraphrases --per-kind 1000 --seed 13 \
-  > "$w/augment-positives.log" 2>&1 &
+# The recipes' generated pairs, at the paths the configs name (deterministic: seed 13; written whole, then renamed,
+# so that two scripts started side by side never read a half-written file).
+augment() { local file=$1 part=${1%.jsonl}.$$.jsonl; shift
+  [ -s "$file" ] || { $python -m training.augment data/klue-sts/klue_sts_train.jsonl "$part" "$@" --seed 13 \
+    > "$w/augment-$(basename "$(dirname "$file")").log" 2>&1 && mv "$part" "$file"; } & }
+augment outputs/hard-negatives/klue_sts_train.jsonl --per-kind 1000
+augment outputs/paraphrases/klue_sts_train.jsonl --kinds paraphrases,negation_lexical --per-kind 1000
+augment outputs/paraphrase-positives/klue_sts_train.jsonl --kinds paraphrases --per-kind 1000
 wait
 log "augment: $(wc -l < outputs/hard-negatives/klue_sts_train.jsonl) hard negatives, $(wc -l < outputs/paraphrases/klue_sts_train.jsonl) paraphrase pairs, $(wc -l < outputs/paraphrase-positives/klue_sts_train.jsonl) paraphrase positives"
 
@@ -91,7 +90,8 @@ collect() {  # the small files of every run, the study, the reports and the logs
 }
 
 send_back() {  # PACKAGE...: the one with the highest selection score (validation only) comes back: its json files
-  # (choice.tar.gz) and its weights in float16, in parts under 14 MB (the device returns files of at most 16 MiB)
+  # (choice.tar.gz) and its weights in float16, in parts under 14 MB (the device returns files of at most 16 MiB);
+  # NO_SEND_BACK=1 names it only (a call returns at most 8 files)
   best=$($python - "$@" <<'PY'
 import json, sys
 scores = {p: json.load(open(p + "/metadata.json")).get("selection", {}).get("score") or 0 for p in sys.argv[1:]}
@@ -99,6 +99,7 @@ print(max(scores, key=scores.get))
 PY
 )
   log "choice (highest selection score): $best"
+  [ "${NO_SEND_BACK:-0}" = 1 ] && return
   (cd "$best" && tar czf "$out/choice.tar.gz" *.json report) && $python - "$best" "$out" <<'PY'
 import sys
 import torch
@@ -145,16 +146,23 @@ elif [ "$stage" = teacher ] || [ "$stage" = teacher-finish ]; then
   $python -m training.distill --teachers "$w/$recipe"-s[0-9] --recipe $config --repair 5000 --weight 0.5 --device "$device" \
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
-elif [ "$stage" = student ]; then
-  soft=${SOFT:?set SOFT to the teacher labels}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
-  [ "$init" = "$w/healed" ] && heal
-  labels=$(sed -n 's/^soft_label_file: *//p' "$config")
-  mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
-  for seed in 1 2 3; do run student $seed "$init" "$config"; done
-  # SHALLOW_BASE (shrink_base.py: every other layer): the same students beside them, reported, never sent back
-  [ -n "${SHALLOW_BASE:-}" ] && for seed in 1 2 3; do run shallow $seed "$SHALLOW_BASE" "$config"; done
-  wait; log "runs done"
-  send_back "$w"/student-s*/model
+elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
+  # STUDENT_NAME (default student) names the runs, STUDENT_ARGS are added to each (block 6: issue 15's canonical order
+  # trained with the order-consistency term); TRAIN_ONLY and student-finish split the stage as for the teachers
+  name=${STUDENT_NAME:-student}
+  if [ "$stage" = student ]; then
+    soft=${SOFT:?set SOFT to the teacher labels}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
+    [ "$init" = "$w/healed" ] && heal
+    labels=$(sed -n 's/^soft_label_file: *//p' "$config")
+    mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
+    # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
+    for seed in 1 2 3; do run "$name" $seed "$init" "$config" ${STUDENT_ARGS:-}; done
+    # SHALLOW_BASE (shrink_base.py: every other layer): the same students beside them, reported, never sent back
+    [ -n "${SHALLOW_BASE:-}" ] && for seed in 1 2 3; do run shallow $seed "$SHALLOW_BASE" "$config"; done
+    wait; log "runs done"
+    [ "${TRAIN_ONLY:-0}" = 1 ] && { selection_scores; exit 0; }
+  fi
+  send_back "$w/$name"-s*/model
 elif [ "$stage" = study ]; then
   # STUDY_CONFIG (default the round-4 recipe, beside three runs of it) from STUDY_INIT (default the healed base)
   config=${STUDY_CONFIG:-$r4}; init=${STUDY_INIT:-$w/healed}; name=$(basename "$config" .yaml)
@@ -190,7 +198,7 @@ elif [ "$stage" = variants ]; then
   wait; log "runs done"
   [ -n "${SEND_BACK:-}" ] && send_back "$w/$SEND_BACK"-s*/model
 else
-  echo "unknown stage $stage: compare, student, study, variants, teacher or teacher-finish"; exit 2
+  echo "unknown stage $stage: compare, student, student-finish, study, variants, teacher or teacher-finish"; exit 2
 fi
 packages=$(ls -d "$w"/*/model/metadata.json 2>/dev/null | xargs -r -n1 dirname | tr '\n' ' ')
 : > "$out/compare.md"  # empty when the stage trained no package (a study alone)
