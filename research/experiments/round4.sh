@@ -13,7 +13,9 @@
 # STAGE student (call 2): needs SOFT (the teacher's labels from call 1) and STUDENT_BASE (the 4-bit
 #   base or, by default, the healed one): three students (STUDENT_CONFIG, by default
 #   research/configs/me5-small-ko-r4-student.yaml; its soft_label_file is where SOFT goes), seeds 1-3. The one with the highest selection score (validation only) comes back (send_back): its json
-#   files and its float16 weights in 14 MB parts.
+#   files and its float16 weights in 14 MB parts. STUDENT_NAME, STUDENT_ARGS and SEEDS name the runs, add arguments to
+#   each and choose their seeds (block 6: canonical order with the order-consistency term); TRAIN_ONLY=1, then STAGE
+#   student-finish in the next call, split it as for the teachers.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
 # STAGE variants (block 2): the shipped default's recipe in full (6-epoch schedule, stopped after 5), seeds 1-3,
@@ -147,7 +149,7 @@ elif [ "$stage" = teacher ] || [ "$stage" = teacher-finish ]; then
     --output "$w/r4-soft.jsonl" --report "$w/teacher.json" \
     --report-files data/klue-sts/klue_sts_dev.jsonl data/korsts/korsts_dev.jsonl > "$w/distill.log" 2>&1 &
 elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
-  # STUDENT_NAME (default student) names the runs, STUDENT_ARGS are added to each (block 6: issue 15's canonical order
+  # STUDENT_NAME (default student) names the runs (seeds SEEDS, default 1-3), STUDENT_ARGS are added to each (block 6: issue 15's canonical order
   # trained with the order-consistency term); TRAIN_ONLY and student-finish split the stage as for the teachers
   name=${STUDENT_NAME:-student}
   if [ "$stage" = student ]; then
@@ -156,7 +158,7 @@ elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
     labels=$(sed -n 's/^soft_label_file: *//p' "$config")
     mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
     # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
-    for seed in 1 2 3; do run "$name" $seed "$init" "$config" ${STUDENT_ARGS:-}; done
+    for seed in ${SEEDS:-1 2 3}; do run "$name" $seed "$init" "$config" ${STUDENT_ARGS:-}; done
     # SHALLOW_BASE (shrink_base.py: every other layer): the same students beside them, reported, never sent back
     [ -n "${SHALLOW_BASE:-}" ] && for seed in 1 2 3; do run shallow $seed "$SHALLOW_BASE" "$config"; done
     wait; log "runs done"
