@@ -322,14 +322,13 @@ class InProcessEngine:
         self.description = ""
 
     def start(self, timeout_s: float) -> float:
-        from models.scorer import PairCodec
         from serving.frontend import Frontend
         from serving.startup import start_engine
 
         started = time.monotonic()
         settings = service_settings(self.env)
         self.engine = start_engine(settings, self.model_dir, "in-process", self.observer)
-        codec = PairCodec.for_package(self.model_dir, settings.symmetric)
+        codec = settings.codec(self.model_dir)  # the served symmetry (KO_STS_SYMMETRY), as service.py builds it
         self.frontend = Frontend(codec, self.engine, settings.tokenizer_threads, self.observer)
         self.description = str(self.engine)
         return time.monotonic() - started

@@ -105,3 +105,17 @@ def test_clients_benchmark_measures_the_four_clients(client_service, tmp_path):
     assert {p: len(r) for p, r in results["async_over_sync_per_round"].items()} == {"http": 2, "grpc": 2}
     assert results["model"] == client_service["KO_STS_TEST_MODEL_TAG"]
     assert "| grpc async |" in (tmp_path / "out/results.md").read_text()
+
+
+def test_in_process_engine_serves_the_services_symmetry(trained_package):
+    from load_tests.servers import InProcessEngine, load_service_scorer
+
+    env = {"KO_STS_BACKEND": "onnx", "KO_STS_DEVICE": "cpu", "KO_STS_SYMMETRY": "canonical"}
+    engine = InProcessEngine(trained_package, env)
+    engine.start(timeout_s=60)
+    try:
+        assert engine.frontend.codec.settings.symmetry == "canonical"  # KO_STS_SYMMETRY, not the package's own
+        scorer, _ = load_service_scorer(trained_package, env)
+        assert scorer.settings.symmetry == "canonical"  # the model-only ceiling scores the same way
+    finally:
+        engine.stop()
