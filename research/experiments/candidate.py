@@ -16,6 +16,11 @@ shipped default only if, **as served** (int8 ONNX on the CPU), its round-4 score
    0.1 x held-out minimal-pair accuracy, all of the int8 model (the default's minimal pairs are scored here
    when its export predates them), and prints the table and the decision. Releasing stays a separate step
    (``python -m training.release PACKAGE --notes FILE``).
+
+``--rule level`` applies block 6's rule instead (issue 15: a model that serves each pair once must not be worse than
+the default): no figure of :data:`LEVEL_TOLERANCE` lower than the default's by more than its tolerance, and every
+contrast-set category within one pair of the default's. Given an exported package instead of a sent-back folder,
+steps 1-2 are skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ from training.report import write_report
 
 WEIGHTS = {"validation balanced Pearson": 0.65, "KorSTS hold-out Pearson": 0.25, "held-out minimal pairs": 0.1}
 DEV_FLOOR = 0.86  # tests/test_default_model.py: the CI floor of the shipped default's dev Pearson
+LEVEL_TOLERANCE = {  # block 6's rule (research/results/round4/README.md): how far under the default each may fall
+    "round-4 score": 0.002,
+    "KLUE-STS dev Pearson": 0.002,
+    "KLUE-STS dev F1": 0.003,
+    "KorSTS dev Pearson": 0.003,
+}
+CONTRAST_PAIRS = 1  # ... and every contrast-set category within this many pairs, either way
 
 
 def assemble(sent_back: Path, package: Path) -> Path:
@@ -91,6 +103,35 @@ def served_figures(package: Path) -> dict[str, float]:
     return figures
 
 
+def contrast_pairs(package: Path) -> dict[str, int]:
+    """Pairs scored right per contrast-set category, as served (the int8 export's ``contrast``)."""
+    contrast = read_metadata(package)["onnx"]["contrast"]
+    return {name: round(c["accuracy"] * c["pairs"]) for name, c in contrast.items() if name != "all"}
+
+
+def level_decision(
+    candidate: dict[str, float],
+    default: dict[str, float],
+    candidate_pairs: dict[str, int],
+    default_pairs: dict[str, int],
+) -> tuple[bool, str]:
+    """Block 6's rule: nothing in :data:`LEVEL_TOLERANCE` under the default's by more than its tolerance, and
+    every contrast category within :data:`CONTRAST_PAIRS` of the default's."""
+    misses = [
+        f"{name} {candidate[name]:.4f} < {default[name] - tolerance:.4f}"
+        for name, tolerance in LEVEL_TOLERANCE.items()
+        if candidate[name] < default[name] - tolerance
+    ]
+    misses += [
+        f"contrast {name}: {candidate_pairs.get(name, 0)} pairs against {right}"
+        for name, right in default_pairs.items()
+        if abs(candidate_pairs.get(name, 0) - right) > CONTRAST_PAIRS
+    ]
+    if misses:
+        return False, "keep the default: " + "; ".join(misses)
+    return True, "release: level with the default on every figure of the rule and every contrast category"
+
+
 def decision(candidate: dict[str, float], default: dict[str, float], margin: float) -> tuple[bool, str]:
     gain = candidate["round-4 score"] - default["round-4 score"]
     if gain < margin:
@@ -106,15 +147,27 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--package", type=Path, default=Path("outputs/candidate"), help="where to assemble it")
     parser.add_argument("--against", type=Path, default=Path("models/default"), help="the shipped default")
     parser.add_argument("--margin", type=float, default=0.004, help="the recipe's seed sd of the round-4 score")
+    parser.add_argument(
+        "--rule", choices=("gain", "level"), default="gain", help="gain: issue 16's margin; level: block 6's (issue 15)"
+    )
     args = parser.parse_args(argv)
-    package = assemble(args.sent_back, args.package)
-    rebuild_report(args.sent_back, package)
-    export_package(package)
+    if "onnx" in (read_metadata(args.sent_back) if (args.sent_back / "metadata.json").is_file() else {}):
+        package = args.sent_back  # already assembled and exported
+    else:
+        package = assemble(args.sent_back, args.package)
+        rebuild_report(args.sent_back, package)
+        export_package(package)
     candidate, default = served_figures(package), served_figures(args.against)
     print(f"| as served (int8) | {package} | {args.against} |\n|---|---:|---:|")
     for name in candidate:
         print(f"| {name} | {candidate[name]:.4f} | {default[name]:.4f} |")
-    release, why = decision(candidate, default, args.margin)
+    pairs = contrast_pairs(package), contrast_pairs(args.against)
+    for name in pairs[1]:
+        print(f"| contrast {name} (pairs) | {pairs[0].get(name, 0)} | {pairs[1][name]} |")
+    if args.rule == "level":
+        release, why = level_decision(candidate, default, *pairs)
+    else:
+        release, why = decision(candidate, default, args.margin)
     print(f"\n{why}")
     return release
 
