@@ -118,7 +118,7 @@ PY
 }
 
 selection_scores() {  # every run's selection score (validation only), into round4.log
-  for m in "$w"/*-s[0-9]/model/metadata.json; do
+  for m in "$w"/*-s[0-9]*/model/metadata.json; do
     [ -f "$m" ] && log "$(basename "$(dirname "$(dirname "$m")")") selection $($python -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["selection"]["score"], 4))' "$m")"
   done; }
 
