@@ -31,6 +31,7 @@ import numpy as np
 
 Pair = tuple[str, str]
 OK = "ok"
+REFUSAL_S = 0.001  # what an in-process refusal costs its client: about an HTTP refusal's round trip on this host
 APIS = ("score", "rank")
 # refusals that must say when to retry (HTTP ``Retry-After``, gRPC ``retry-after`` trailing metadata)
 RETRY_AFTER_CODES = frozenset({"429", "503", "RESOURCE_EXHAUSTED", "UNAVAILABLE"})
@@ -401,6 +402,9 @@ class EngineTransport(Transport):
         try:
             result = await self.frontend.score(pairs)
         except self._scoring_error as error:
+            # refused before the front awaited anything: wait as long as a refusal takes over HTTP on this host
+            # (about a millisecond), or clients that retry at once keep the event loop and the GIL from the engine
+            await asyncio.sleep(REFUSAL_S)
             return str(error.status.http)
         scores = getattr(result, "scores", result)
         return OK if len(scores) == expected else "wrong_count"

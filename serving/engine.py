@@ -15,7 +15,8 @@ Admission is sized by time, not by a pair count: a request is refused at once wi
 :class:`~serving.errors.Overloaded` (429) when the work queued ahead of it, each request
 counted up to one slice (half a round), would take longer than the queue timeout at the
 throughput the engine has measured; so nothing is refused while the device could still clear
-the queue in time. A request not started ``queue_timeout_ms`` after it arrived is refused with
+the queue in time. Fronts ask before they tokenise (:meth:`ScoringEngine.admit`), so a refusal costs no tokenising.
+A request not started ``queue_timeout_ms`` after it arrived is refused with
 :class:`~serving.errors.QueueTimeout` (503) at that moment; a caller's own deadline drops its
 remaining work with :class:`~serving.errors.DeadlineExceeded`; a cancelled request is dropped.
 
@@ -216,12 +217,22 @@ class ScoringEngine:
             client_deadline=client_deadline,
         )
         with self._condition:
-            self._admit(job)
+            self._admit()
             self._queue.append(job)
             self._track(job, +1)
             self._condition.notify()
         self._queue_changed()
         return job
+
+    def admit(self) -> None:
+        """Raises what :meth:`submit` would refuse any request with now; thread-safe.
+
+        Admission depends on the work queued ahead, never on the request itself, so a front asks before it
+        tokenises: under overload a refused request then costs no tokenising, which the passes need the cores for.
+        :meth:`submit` asks again.
+        """
+        with self._condition:
+            self._admit()
 
     def withdraw(self, job: Job) -> None:
         """Refuses ``job`` if it is still waiting to start and its deadline has passed; thread-safe.
@@ -265,7 +276,7 @@ class ScoringEngine:
 
     # -- admission and bookkeeping (under the condition's lock) --
 
-    def _admit(self, job: Job) -> None:
+    def _admit(self) -> None:
         if self._closed:
             self._refused("unavailable")
             raise Unavailable(SHUTTING_DOWN)

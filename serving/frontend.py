@@ -39,6 +39,9 @@ class RowScorer(Protocol):
     ) -> np.ndarray:
         """One logit per row; ``timeout_s`` is the caller's deadline counted from ``arrived``."""
 
+    def admit(self) -> None:
+        """Raises the refusal (429, 503) that any request would meet now, before it is tokenised."""
+
     def close(self) -> None:
         """Stops; work in flight is refused as unavailable (may block: the front calls it from a thread)."""
 
@@ -81,6 +84,7 @@ class Frontend:
         arrived = time.monotonic()
         if self._closed:
             raise Unavailable(SHUTTING_DOWN)
+        self.rows.admit()
         try:
             if len(pairs) <= INLINE_PAIRS:
                 rows = self.codec.encode(pairs)

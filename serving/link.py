@@ -242,12 +242,16 @@ class LinkClient:
         """The link's thread and its connection task are alive (whether or not the owner is reachable)."""
         return self._loop.thread.is_alive() and not self._task.done()
 
-    def submit(self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None):
-        """Sends the rows; returns (request id, a future of their logits). Thread-safe."""
+    def admit(self) -> None:
+        """Refuses at once (503) while the link is closed or the owner unreachable; the owner's engine does the rest."""
         if self._closed:
             raise Unavailable("the service is shutting down; retry on another replica")
         if not self.connected:
             raise Unavailable(UNREACHABLE, retry_after_s=1.0)
+
+    def submit(self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None):
+        """Sends the rows; returns (request id, a future of their logits). Thread-safe."""
+        self.admit()
         arrived = time.monotonic() if arrived is None else arrived
         deadline = math.inf if timeout_s is None else arrived + timeout_s
         request_id = next(self._ids)
@@ -381,6 +385,11 @@ class Links:
         if any(client.connected for client in self.clients):
             return time.monotonic()
         return max(client.disconnected_since for client in self.clients)
+
+    def admit(self) -> None:
+        """Refuses at once (503) while no owner is reachable."""
+        connected = [client for client in self.clients if client.connected] or self.clients
+        connected[0].admit()
 
     async def logits(self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None):
         connected = [client for client in self.clients if client.connected] or self.clients
