@@ -386,14 +386,16 @@ class Links:
             return time.monotonic()
         return max(client.disconnected_since for client in self.clients)
 
+    def _reachable(self) -> list[LinkClient]:
+        """The connected clients, or all of them while none is (they then refuse at once)."""
+        return [client for client in self.clients if client.connected] or self.clients
+
     def admit(self) -> None:
         """Refuses at once (503) while no owner is reachable."""
-        connected = [client for client in self.clients if client.connected] or self.clients
-        connected[0].admit()
+        self._reachable()[0].admit()
 
     async def logits(self, rows: EncodedRows, pairs: int, timeout_s: float | None = None, arrived: float | None = None):
-        connected = [client for client in self.clients if client.connected] or self.clients
-        client = min(connected, key=lambda c: len(c._pending))
+        client = min(self._reachable(), key=lambda c: len(c._pending))
         return await client.logits(rows, pairs, timeout_s, arrived)
 
     async def ping(self, timeout_s: float = 5.0) -> dict[str, Any] | None:

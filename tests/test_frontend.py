@@ -103,36 +103,21 @@ def test_small_requests_are_tokenised_on_the_event_loop_and_large_ones_in_the_po
     assert small.scores == pytest.approx(large.scores[:INLINE_PAIRS], abs=1e-6)
 
 
-class CountingCodec:
-    """The tiny model's codec, counting the requests it tokenises."""
-
-    def __init__(self, codec):
-        self.codec = codec
-        self.encoded = 0
-
-    def encode(self, pairs):
-        self.encoded += 1
-        return self.codec.encode(pairs)
-
-    def __getattr__(self, name):
-        return getattr(self.codec, name)
-
-
 def test_a_request_the_queue_cannot_take_is_refused_before_it_is_tokenised(scorer):
     gated, runtime = behind_gate(scorer)
     engine = ScoringEngine(gated, EngineSettings(queue_timeout_ms=1000))
-    codec = CountingCodec(gated)
+    codec = ThreadRecordingCodec(gated)  # one entry per request tokenised
     front = Frontend(codec, engine)
 
     async def main():
         held = asyncio.create_task(front.score(PAIRS[:1]))  # the worker takes it and waits at the gate
-        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0 and codec.encoded == 1)
+        await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 0 and len(codec.threads) == 1)
         queued = asyncio.create_task(front.score(PAIRS[1:5]))
         await asyncio.to_thread(wait_for, lambda: engine.queued_pairs == 4)
         engine.tokens_per_s = 1.0  # measured: the queued rows are far more than a second's work
         with pytest.raises(Overloaded) as refused:
             await front.score(PAIRS[5:9])
-        encoded = codec.encoded
+        encoded = len(codec.threads)
         runtime.gate.set()
         await asyncio.gather(held, queued)
         return refused.value, encoded
