@@ -15,7 +15,8 @@
 #   research/configs/me5-small-ko-r4-student.yaml; its soft_label_file is where SOFT goes), seeds 1-3. The one with the highest selection score (validation only) comes back (send_back): its json
 #   files and its float16 weights in 14 MB parts. STUDENT_NAME, STUDENT_ARGS and SEEDS name the runs, add arguments to
 #   each and choose their seeds (block 6: canonical order with the order-consistency term); TRAIN_ONLY=1, then STAGE
-#   student-finish in the next call, split it as for the teachers.
+#   student-finish in the next call, split it as for the teachers. SOUP=1 (block 9): the greedy soup of the runs
+#   (python -m training.soup: averaged weights, each run kept only if validation does not fall) is sent back instead.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
 # STAGE variants (block 2): the shipped default's recipe in full (6-epoch schedule, stopped after 5), seeds 1-3,
@@ -151,11 +152,11 @@ elif [ "$stage" = teacher ] || [ "$stage" = teacher-finish ]; then
 elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
   # STUDENT_NAME (default student) names the runs (seeds SEEDS, default 1-3), STUDENT_ARGS are added to each (block 6: issue 15's canonical order
   # trained with the order-consistency term); TRAIN_ONLY and student-finish split the stage as for the teachers
-  name=${STUDENT_NAME:-student}
+  name=${STUDENT_NAME:-student}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
+  labels=$(sed -n 's/^soft_label_file: *//p' "$config")
   if [ "$stage" = student ]; then
-    soft=${SOFT:?set SOFT to the teacher labels}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
+    soft=${SOFT:?set SOFT to the teacher labels}
     [ "$init" = "$w/healed" ] && heal
-    labels=$(sed -n 's/^soft_label_file: *//p' "$config")
     mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
     # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
     for seed in ${SEEDS:-1 2 3}; do run "$name" $seed "$init" "$config" ${STUDENT_ARGS:-}; done
@@ -164,7 +165,18 @@ elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
     wait; log "runs done"
     [ "${TRAIN_ONLY:-0}" = 1 ] && { selection_scores; exit 0; }
   fi
-  send_back "$w/$name"-s*/model
+  if [ "${SOUP:-0}" = 1 ]; then  # block 9: the greedy soup of the runs (training.soup, same arguments), sent back
+    [ -s "$labels" ] || gzip -dc "${SOFT:?set SOFT to the teacher labels}" > "$labels"
+    # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
+    OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $python -m training.soup --runs "$w/$name"-s[0-9]*/ --config "$config" \
+      --model_name_or_path "$init" --output_dir "$w/$name-soup" --disable_tqdm true --save_dtype float32 \
+      --save_to_store false --export_onnx false ${EXTRA:-} ${STUDENT_ARGS:-} > "$w/$name-soup.log" 2>&1 \
+      || { tail -30 "$w/$name-soup.log"; exit 1; }
+    log "soup: $(grep -h "soup +\|uniform soup\|selection score" "$w/$name-soup.log" | cut -c1-150 | tr '\n' ';')"
+    send_back "$w/$name-soup/model"
+  else
+    send_back "$w/$name"-s*/model
+  fi
 elif [ "$stage" = study ]; then
   # STUDY_CONFIG (default the round-4 recipe, beside three runs of it) from STUDY_INIT (default the healed base)
   config=${STUDY_CONFIG:-$r4}; init=${STUDY_INIT:-$w/healed}; name=$(basename "$config" .yaml)
