@@ -17,6 +17,7 @@
 #   each and choose their seeds (block 6: canonical order with the order-consistency term); TRAIN_ONLY=1, then STAGE
 #   student-finish in the next call, split it as for the teachers. SOUP=1 (block 9): the greedy soup of the runs
 #   (python -m training.soup: averaged weights, each run kept only if validation does not fall) is sent back instead.
+#   INIT_SEED (block 10) gives every run that seed (head initialisation, dropout); SEEDS then sets the data order only.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
 # STAGE variants (block 2): the shipped default's recipe in full (6-epoch schedule, stopped after 5), seeds 1-3,
@@ -82,7 +83,7 @@ heal() {  # HEALED_PACKED: a packed healed base (pack_base.py) instead of healin
 
 run() { local name=$1 seed=$2 init=$3 config=$4; shift 4
   OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $python -m training.train --config "$config" \
-    --model_name_or_path "$init" --output_dir "$w/$name-s$seed" --seed "$seed" --data_seed "$seed" --stop_at "$stop" \
+    --model_name_or_path "$init" --output_dir "$w/$name-s$seed" --seed "${INIT_SEED:-$seed}" --data_seed "$seed" --stop_at "$stop" \
     --disable_tqdm true --save_dtype float32 --save_to_store false --export_onnx false ${EXTRA:-} "$@" \
     > "$w/$name-s$seed.log" 2>&1 & }
 
