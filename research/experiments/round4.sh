@@ -167,7 +167,7 @@ elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
     [ "${TRAIN_ONLY:-0}" = 1 ] && { selection_scores; exit 0; }
   fi
   if [ "${SOUP:-0}" = 1 ]; then  # block 9: the greedy soup of the runs (training.soup, same arguments), sent back
-    [ -s "$labels" ] || gzip -dc "${SOFT:?set SOFT to the teacher labels}" > "$labels"
+    [ -s "$labels" ] || { mkdir -p "$(dirname "$labels")" && gzip -dc "${SOFT:?set SOFT to the teacher labels}" > "$labels"; }
     # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
     OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $python -m training.soup --runs "$w/$name"-s[0-9]*/ --config "$config" \
       --model_name_or_path "$init" --output_dir "$w/$name-soup" --disable_tqdm true --save_dtype float32 \
