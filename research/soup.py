@@ -1,12 +1,14 @@
 """Merge several fine-tuned runs into one model by averaging their weights (a "model soup").
 
-    python -m research.soup outputs/soup outputs/run-a/model outputs/run-b/model ...
+    python -m research.soup [--greedy] outputs/soup outputs/run-a/model outputs/run-b/model ...
 
 The runs must share architecture and score settings (e.g. one config trained with different
 ``data_seed`` values). The average is kept only if its selection score (the runs'
 ``selection_metric`` on validation, with any extra validation sets) beats every component's;
 otherwise the best component is written instead. Either way one model is
 served, not an ensemble. The choice and every candidate's metrics go into ``metadata.json``.
+``--greedy`` (Wortsman et al., 2022) first picks the components: tried best first by their
+recorded selection score, each stays only if the average with it scores at least as high.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -42,8 +45,45 @@ def average_weights(packages: list[Path]) -> dict[str, torch.Tensor]:
     return {name: torch.stack([s[name].float() for s in states]).mean(0).to(states[0][name].dtype) for name in names}
 
 
-def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> dict:
-    """Writes the better of (weight average, best component) to ``output_dir``; returns its metadata."""
+def greedy_components(
+    packages: list[Path], sets: dict[str, pd.DataFrame], scratch: Path, device: str = "auto"
+) -> tuple[list[Path], list[dict]]:
+    """The greedy soup's components: best first by recorded selection score, each kept only if the average of the
+    kept ones with it scores at least as high on the selection score (validation only); and what was tried."""
+    ordered = sorted(packages, key=lambda p: -(read_metadata(p).get("selection", {}).get("score") or 0.0))
+    weights = recorded_selection_weights(read_metadata(ordered[0])["hyperparameters"])
+    selection_sets = {name: sets[name] for name, _ in weights}
+
+    def score(components: list[Path]) -> float:
+        if len(components) > 1:
+            shutil.copytree(components[0], scratch, ignore=shutil.ignore_patterns(WEIGHTS, "onnx", REPORT_DIR))
+            save_file(average_weights(components), str(scratch / WEIGHTS), metadata={"format": "pt"})
+        scorer = load_scorer(scratch if len(components) > 1 else components[0], "torch", device=device)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return selection_score(evaluate_scorer(scorer, selection_sets), weights)
+
+    kept, best = [ordered[0]], score(ordered[:1])
+    tried = [{"package": str(ordered[0]), "selection": best, "kept": True}]
+    for package in ordered[1:]:
+        with_it = score([*kept, package])
+        logger.info(
+            "greedy soup + %s: selection %.4f -> %.4f, %s",
+            package,
+            best,
+            with_it,
+            "kept" if with_it >= best else "left out",
+        )
+        tried.append({"package": str(package), "selection": with_it, "kept": with_it >= best})
+        if with_it >= best:
+            kept, best = [*kept, package], with_it
+    return kept, tried
+
+
+def make_soup(output_dir: Path, packages: list[Path], device: str = "auto", greedy: bool = False) -> dict:
+    """Writes the better of (weight average, best component) to ``output_dir``; returns its metadata.
+
+    With ``greedy`` the average is of the greedy soup's components (``greedy_components``) only.
+    """
     settings = {json.dumps(read_metadata(p)["score_settings"], sort_keys=True) for p in packages}
     if len(settings) != 1:
         raise ValueError("the runs have different score settings (objective, max_length, symmetric); cannot merge")
@@ -51,6 +91,12 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> d
     sets = evaluation_sets(metadata)
     if "validation" not in sets:
         raise FileNotFoundError("the training file is needed to rebuild the validation split that decides the merge")
+    tried = None
+    if greedy:
+        everything = packages
+        packages, tried = greedy_components(packages, sets, output_dir.with_name(output_dir.name + ".scratch"), device)
+        if len(packages) == 1:  # nothing joined the best run: it is the soup
+            packages = [packages[0], packages[0]]
 
     candidates = {str(p): evaluate_scorer(load_scorer(p, "torch", device=device), sets) for p in packages}
     if output_dir.exists():
@@ -91,6 +137,7 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto") -> d
         }
         metadata.pop("calibration", None)
     metadata["soup"] = {
+        **({"greedy": tried, "runs": [str(p) for p in everything]} if greedy else {}),
         "components": [str(p) for p in packages],
         "kept": "average" if keep_soup else f"component {best_component}",
         "candidates": candidates,
@@ -107,10 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("packages", type=Path, nargs="+", help="model packages written by training.train")
     parser.add_argument("--device", default="auto", help="where to score the candidates: auto, cpu or cuda")
+    parser.add_argument("--greedy", action="store_true", help="average only the greedy soup's components")
     args = parser.parse_args(argv)
     if len(args.packages) < 2:
         parser.error("a soup needs at least two packages")
-    make_soup(args.output_dir, args.packages, args.device)
+    make_soup(args.output_dir, args.packages, args.device, args.greedy)
 
 
 if __name__ == "__main__":

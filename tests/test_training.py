@@ -357,7 +357,6 @@ def test_saving_in_float16_leaves_the_trained_model_in_float32(tiny_base, tmp_pa
         data=SimpleNamespace(train=[0] * 3, held_out={}, files={}),
         runtime_s=1.0,
         stopped_by_time_limit=False,
-        soup=None,
     )
     save_model_package(result, arguments, tmp_path / "model")
     saved = load_file(tmp_path / "model" / "model.safetensors")

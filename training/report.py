@@ -150,8 +150,7 @@ def write_report(
         record = {"scores": np.asarray(dev[0]).tolist(), "labels": np.asarray(dev[1]).tolist()}
         (report_dir / DEV_PREDICTIONS).write_text(json.dumps(record) + "\n", encoding="utf-8")
     try:
-        if history:  # a soup (training.soup) has no epochs of its own
-            plot_learning_curves(history, report_dir / CURVES)
+        plot_learning_curves(history, report_dir / CURVES)
         if dev is not None:
             plot_dev_scatter(*dev, report_dir / SCATTER)
     except ImportError:
@@ -170,11 +169,6 @@ def write_report(
             f"; weights of epochs {', '.join(f'{e:g}' for e in averaging['epochs'])} averaged: validation "
             f"{averaging['validation_single']:.4f} -> {averaging['validation_average']:.4f}, "
             + ("kept" if averaging["kept"] else "discarded")
-        )
-    if soup := metadata.get("soup"):
-        averaged_note = (
-            f"; a soup: the weights of {', '.join(soup['ingredients'])} averaged (greedy, of "
-            f"{len(soup['tried'])} runs): validation {soup['best_single']:.4f} -> {soup['greedy_selection']:.4f}"
         )
     sections = ""
     if metadata.get("metrics_by_source"):

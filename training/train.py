@@ -249,7 +249,6 @@ class TrainingResult:
     averaging: dict | None
     runtime_s: float
     stopped_by_time_limit: bool = False
-    soup: dict | None = None  # a soup of several runs' weights (training.soup): its ingredients and scores
 
     @property
     def averaged_checkpoints(self) -> list[str]:
@@ -263,21 +262,8 @@ class TrainingResult:
         return {**self.data.held_out, **self.data.evaluation}
 
 
-@dataclass
-class RunSetup:
-    """Everything a run evaluates with: the trainer around a freshly built model, the data and the scored sets."""
-
-    trainer: StsTrainer
-    settings: ScoreSettings
-    data: PreparedData
-    sets: dict[str, PairDataset]
-    weights: dict[tuple[str, str], float]  # the selection score's weights
-    selection: SelectBestEpoch
-    time_limit: TimeLimit | None
-
-
-def prepare_run(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> RunSetup:
-    """Reads the data, builds the model from the base and the trainer around it, as a run of ``arguments``."""
+def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
+    """Trains, selects the best epoch on validation and scores every set with the selected model."""
     model_args, data_args, pipeline, args = arguments
     if model_args.minimal_pair_margin_weight and not data_args.minimal_pair_train_file:
         raise ValueError(
@@ -328,25 +314,18 @@ def prepare_run(arguments: Arguments, callbacks: list[TrainerCallback] | None = 
         margin=model_args.minimal_pair_margin,
         order_weight=model_args.order_consistency_weight,
     )
-    return RunSetup(trainer, settings, data, sets, weights, selection, time_limit)
+    started = time.monotonic()
+    trainer.train()
+    runtime = time.monotonic() - started
 
-
-@dataclass
-class SetScores:
-    """The trainer's current model on every set: served scores, metrics overall and per source."""
-
-    scores: dict[str, np.ndarray]
-    metrics: dict[str, dict[str, float]]
-    by_source: dict[str, dict[str, dict[str, float]]]
-
-
-def score_every_set(run: RunSetup, label: str) -> SetScores:
-    """Scores every held-out and evaluation set with the trainer's current model and logs the selected figures."""
-    frames = {**run.data.held_out, **run.data.evaluation}
+    averaging = None
+    if pipeline.average_top_k > 1:
+        averaging = _average_best_epochs(trainer, selection, sets, weights)
+    frames = {**data.held_out, **data.evaluation}
     scores, metrics, by_source = {}, {}, {}
     for name, frame in frames.items():
-        output = run.trainer.predict(run.sets[name], metric_key_prefix=name)
-        scores[name] = served_scores(run.settings, output.predictions)
+        output = trainer.predict(sets[name], metric_key_prefix=name)
+        scores[name] = served_scores(settings, output.predictions)
         metrics[name] = {
             **sts_metrics(scores[name], frame["label"].to_numpy()),
             "loss": float(output.metrics[f"{name}_loss"]),
@@ -354,38 +333,24 @@ def score_every_set(run: RunSetup, label: str) -> SetScores:
         if (accuracy := minimal_pair_score(frame, scores[name])) is not None:
             metrics[name][MINIMAL_PAIR_METRIC] = accuracy
         by_source[name] = metrics_by_source(scores[name], frame["label"].to_numpy(), frame["source"].tolist())
-    for name in [*run.data.held_out, "dev"]:
+    for name in [*data.held_out, "dev"]:
         if name in metrics:
-            _log_metrics(label, name, metrics[name])
-    logger.info("selection score %.4f (%s)", selection_score(metrics, run.weights), _describe(run.weights))
-    return SetScores(scores, metrics, by_source)
-
-
-def fine_tune(arguments: Arguments, callbacks: list[TrainerCallback] | None = None) -> TrainingResult:
-    """Trains, selects the best epoch on validation and scores every set with the selected model."""
-    run = prepare_run(arguments, callbacks)
-    started = time.monotonic()
-    run.trainer.train()
-    runtime = time.monotonic() - started
-
-    averaging = None
-    if arguments[2].average_top_k > 1:
-        averaging = _average_best_epochs(run.trainer, run.selection, run.sets, run.weights)
-    scored = score_every_set(run, f"selected (epoch {run.selection.best_epoch})")
+            _log_metrics(f"selected (epoch {selection.best_epoch})", name, metrics[name])
+    logger.info("selection score %.4f (%s)", selection_score(metrics, weights), _describe(weights))
     return TrainingResult(
-        trainer=run.trainer,
-        settings=run.settings,
-        data=run.data,
-        metrics=scored.metrics,
-        metrics_by_source=scored.by_source,
-        selection=selection_score(scored.metrics, run.weights),
-        scores=scored.scores,
-        epoch_scores=run.trainer.epoch_scores,
-        history=run.trainer.state.log_history,
-        best_epoch=run.selection.best_epoch,
+        trainer=trainer,
+        settings=settings,
+        data=data,
+        metrics=metrics,
+        metrics_by_source=by_source,
+        selection=selection_score(metrics, weights),
+        scores=scores,
+        epoch_scores=trainer.epoch_scores,
+        history=trainer.state.log_history,
+        best_epoch=selection.best_epoch,
         averaging=averaging,
         runtime_s=runtime,
-        stopped_by_time_limit=bool(run.time_limit and run.time_limit.stopped),
+        stopped_by_time_limit=bool(time_limit and time_limit.stopped),
     )
 
 
@@ -393,9 +358,7 @@ def _describe(weights: dict[tuple[str, str], float]) -> str:
     return " + ".join(f"{w:g} x {s} {m}" for (s, m), w in weights.items())
 
 
-def current_selection(
-    trainer: StsTrainer, sets: dict[str, PairDataset], weights: dict[tuple[str, str], float]
-) -> float:
+def _selection_now(trainer: StsTrainer, sets: dict[str, PairDataset], weights: dict[tuple[str, str], float]) -> float:
     """The selection score of the trainer's current weights."""
     names = {set_name for set_name, _ in weights}
     metrics = {name: _strip(trainer.evaluate(sets[name], metric_key_prefix=name), name) for name in names}
@@ -404,16 +367,6 @@ def current_selection(
 
 def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items() if k.startswith(f"{prefix}_")}
-
-
-def mean_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The uniform average of several state dicts of one architecture (integer tensors from the first)."""
-    return {
-        name: torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
-        if tensor.is_floating_point()
-        else tensor
-        for name, tensor in states[0].items()
-    }
 
 
 def _average_best_epochs(
@@ -428,10 +381,17 @@ def _average_best_epochs(
     if len(selection.best) < 2:
         logger.warning("weight averaging needs 2+ evaluated epochs, found %d; skipped", len(selection.best))
         return {"epochs": epochs, "kept": False, "skipped": "fewer than 2 epochs"}
-    single = current_selection(trainer, sets, weights)
+    single = _selection_now(trainer, sets, weights)
     best_weights = selection.best[0][2]
-    trainer.model.load_state_dict(mean_weights([weights for _, _, weights in selection.best]))
-    averaged = current_selection(trainer, sets, weights)
+    states = [weights for _, _, weights in selection.best]
+    average = {
+        name: torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
+        if tensor.is_floating_point()
+        else tensor
+        for name, tensor in best_weights.items()
+    }
+    trainer.model.load_state_dict(average)
+    averaged = _selection_now(trainer, sets, weights)
     kept = averaged > single
     logger.info(
         "averaged epochs %s: selection score %.4f -> %.4f (%s)",
@@ -527,7 +487,6 @@ def save_model_package(result: TrainingResult, arguments: Arguments, package_dir
         "best_epoch": result.best_epoch,
         "averaged_checkpoints": result.averaged_checkpoints,
         "averaging": result.averaging,
-        **({"soup": result.soup} if result.soup else {}),
         "split": {name: len(frame) for name, frame in {"train": result.data.train, **result.data.held_out}.items()},
         "data": {k: [asdict(f) for f in v] for k, v in result.data.files.items()},
         "training": {
@@ -553,7 +512,6 @@ def write_run_record(result: TrainingResult, arguments: Arguments, run_dir: Path
         "metrics": result.metrics,
         "metrics_by_source": result.metrics_by_source,
         "averaging": result.averaging,
-        **({"soup": result.soup} if result.soup else {}),
         "history": [entry for entry in result.history if any(k.startswith("eval_") for k in entry)],
         "runtime_s": round(result.runtime_s, 1),
         "stopped_by_time_limit": result.stopped_by_time_limit,

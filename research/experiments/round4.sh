@@ -16,7 +16,7 @@
 #   files and its float16 weights in 14 MB parts. STUDENT_NAME, STUDENT_ARGS and SEEDS name the runs, add arguments to
 #   each and choose their seeds (block 6: canonical order with the order-consistency term); TRAIN_ONLY=1, then STAGE
 #   student-finish in the next call, split it as for the teachers. SOUP=1 (block 9): the greedy soup of the runs
-#   (python -m training.soup: averaged weights, each run kept only if validation does not fall) is sent back instead.
+#   (python -m research.soup --greedy: averaged weights, each run kept only if validation does not fall) is sent back.
 #   INIT_SEED (block 10) gives every run that seed (head initialisation, dropout); SEEDS then sets the data order only.
 # STAGE study (call 3): the round-4 recipe from the healed base (seeds 1-3) beside its Optuna study
 #   (training/configs/search/me5-small-ko-r4.yaml, WORKERS processes), resumed from STUDY_DB if given.
@@ -153,11 +153,11 @@ elif [ "$stage" = teacher ] || [ "$stage" = teacher-finish ]; then
 elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
   # STUDENT_NAME (default student) names the runs (seeds SEEDS, default 1-3), STUDENT_ARGS are added to each (block 6: issue 15's canonical order
   # trained with the order-consistency term); TRAIN_ONLY and student-finish split the stage as for the teachers
-  name=${STUDENT_NAME:-student}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
-  labels=$(sed -n 's/^soft_label_file: *//p' "$config")
+  name=${STUDENT_NAME:-student}
   if [ "$stage" = student ]; then
-    soft=${SOFT:?set SOFT to the teacher labels}
+    soft=${SOFT:?set SOFT to the teacher labels}; config=${STUDENT_CONFIG:-$student}; init=${STUDENT_BASE:-$w/healed}
     [ "$init" = "$w/healed" ] && heal
+    labels=$(sed -n 's/^soft_label_file: *//p' "$config")
     mkdir -p "$(dirname "$labels")" && gzip -dc "$soft" > "$labels"
     # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
     for seed in ${SEEDS:-1 2 3}; do run "$name" $seed "$init" "$config" ${STUDENT_ARGS:-}; done
@@ -166,15 +166,11 @@ elif [ "$stage" = student ] || [ "$stage" = student-finish ]; then
     wait; log "runs done"
     [ "${TRAIN_ONLY:-0}" = 1 ] && { selection_scores; exit 0; }
   fi
-  if [ "${SOUP:-0}" = 1 ]; then  # block 9: the greedy soup of the runs (training.soup, same arguments), sent back
-    [ -s "$labels" ] || { mkdir -p "$(dirname "$labels")" && gzip -dc "${SOFT:?set SOFT to the teacher labels}" > "$labels"; }
-    # shellcheck disable=SC2086  # STUDENT_ARGS is a list of arguments
-    OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $python -m training.soup --runs "$w/$name"-s[0-9]*/ --config "$config" \
-      --model_name_or_path "$init" --output_dir "$w/$name-soup" --disable_tqdm true --save_dtype float32 \
-      --save_to_store false --export_onnx false ${EXTRA:-} ${STUDENT_ARGS:-} > "$w/$name-soup.log" 2>&1 \
-      || { tail -30 "$w/$name-soup.log"; exit 1; }
-    log "soup: $(grep -h "soup +\|uniform soup\|selection score" "$w/$name-soup.log" | cut -c1-150 | tr '\n' ';')"
-    send_back "$w/$name-soup/model"
+  if [ "${SOUP:-0}" = 1 ]; then  # blocks 9-10: the greedy soup of the runs (research.soup --greedy), sent back
+    $python -m research.soup --greedy --device "$device" "$w/$name-soup" "$w/$name"-s[0-9]*/model \
+      > "$w/$name-soup.log" 2>&1 || { tail -30 "$w/$name-soup.log"; exit 1; }
+    log "soup: $(grep -h "greedy soup +\|soup of" "$w/$name-soup.log" | cut -c1-150 | tr '\n' ';')"
+    send_back "$w/$name-soup"
   else
     send_back "$w/$name"-s*/model
   fi
