@@ -81,5 +81,5 @@ def test_configs_with_the_former_symmetric_flag_still_load(tmp_path, stored, sym
         ScoreSettings.from_dict({**config["ko_sts"], "symmetry": "canonical"})
 
 
-def test_the_shipped_default_config_still_loads_as_averaging():
-    assert ScoreSettings.from_model_dir(Path(__file__).resolve().parents[1] / "models/default").symmetry == "average"
+def test_the_shipped_default_config_loads_as_canonical():
+    assert ScoreSettings.from_model_dir(Path(__file__).resolve().parents[1] / "models/default").symmetry == "canonical"
