@@ -138,7 +138,8 @@ def model_card(metadata: dict, notes: str, size_mb: float) -> str:
     return f"""# ko-sts default model: me5-small-ko cross-encoder for KLUE-STS
 
 The model `make serve` puts into the BentoML store when the store has none: a Korean
-sentence-pair similarity cross-encoder, served by ONNX Runtime in int8 on the CPU.
+sentence-pair similarity cross-encoder, served in int8 on the CPU: by OpenVINO by default, by ONNX
+Runtime with `KO_STS_BACKEND=onnx` (the metrics below are ONNX Runtime's).
 
 **KLUE-STS dev (int8, as served): Pearson {int8_dev["pearson"]:.4f}, F1 {int8_dev["f1"]:.4f}.**
 
