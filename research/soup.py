@@ -95,35 +95,33 @@ def make_soup(output_dir: Path, packages: list[Path], device: str = "auto", gree
     if greedy:
         everything = packages
         packages, tried = greedy_components(packages, sets, output_dir.with_name(output_dir.name + ".scratch"), device)
-        if len(packages) == 1:  # nothing joined the best run: it is the soup
-            packages = [packages[0], packages[0]]
 
     candidates = {str(p): evaluate_scorer(load_scorer(p, "torch", device=device), sets) for p in packages}
     if output_dir.exists():
         shutil.rmtree(output_dir)
-    shutil.copytree(packages[0], output_dir, ignore=shutil.ignore_patterns(WEIGHTS, "onnx", REPORT_DIR))
-    save_file(average_weights(packages), str(output_dir / WEIGHTS), metadata={"format": "pt"})
-    soup_metrics = evaluate_scorer(load_scorer(output_dir, "torch", device=device), sets)
-    candidates["soup"] = soup_metrics
+    if len(packages) > 1:  # a greedy soup that kept the best run alone has nothing to average
+        shutil.copytree(packages[0], output_dir, ignore=shutil.ignore_patterns(WEIGHTS, "onnx", REPORT_DIR))
+        save_file(average_weights(packages), str(output_dir / WEIGHTS), metadata={"format": "pt"})
+        candidates["soup"] = evaluate_scorer(load_scorer(output_dir, "torch", device=device), sets)
 
     weights = recorded_selection_weights(metadata["hyperparameters"])
     score = {name: selection_score(metrics, weights) for name, metrics in candidates.items()}
     best_component = max(packages, key=lambda p: score[str(p)])
-    keep_soup = score["soup"] > score[str(best_component)]
+    keep_soup = "soup" in score and score["soup"] > score[str(best_component)]
     logger.info(
-        "soup of %d: selection score %.4f vs best component %.4f -> %s",
+        "soup of %d: selection score %s vs best component %.4f -> %s",
         len(packages),
-        score["soup"],
+        f"{score['soup']:.4f}" if "soup" in score else "none (one component)",
         score[str(best_component)],
         "soup kept" if keep_soup else "best component kept",
     )
     if keep_soup:
         shutil.copytree(best_component / REPORT_DIR, output_dir / REPORT_DIR)
     else:
-        shutil.rmtree(output_dir)
+        shutil.rmtree(output_dir, ignore_errors=True)
         shutil.copytree(best_component, output_dir, ignore=shutil.ignore_patterns("onnx"))
     metadata = read_metadata(output_dir)
-    metadata["metrics"] = soup_metrics if keep_soup else candidates[str(best_component)]
+    metadata["metrics"] = candidates["soup" if keep_soup else str(best_component)]
     metadata["selection"] = {
         **metadata.get("selection", {}),
         "score": score["soup" if keep_soup else str(best_component)],

@@ -57,3 +57,16 @@ def test_the_greedy_soup_leaves_out_a_run_that_lowers_validation(trained_package
     for name, tensor in load_file(best / "model.safetensors").items():
         assert torch.equal(load_file(tmp_path / "soup" / "model.safetensors")[name], tensor), name
     assert not (tmp_path / "soup.scratch").exists()
+
+
+def test_a_greedy_soup_that_keeps_the_best_run_alone_writes_that_run(trained_package, tmp_path):
+    from research.soup import make_soup
+
+    best = _copy_with(trained_package, tmp_path / "best", recorded=0.9, noise=0.0)
+    broken = _copy_with(trained_package, tmp_path / "broken", recorded=0.85, noise=1.0)
+    metadata = make_soup(tmp_path / "soup", [broken, best], device="cpu", greedy=True)
+    assert [t["kept"] for t in metadata["soup"]["greedy"]] == [True, False]
+    assert metadata["soup"]["components"] == [str(best)] and metadata["soup"]["kept"] == f"component {best}"
+    assert "soup" not in metadata["soup"]["candidates"]
+    for name, tensor in load_file(best / "model.safetensors").items():
+        assert torch.equal(load_file(tmp_path / "soup" / "model.safetensors")[name], tensor), name
